@@ -1,0 +1,3 @@
+"""Japanese LLM guardrail service."""
+
+__version__ = "0.1.0"

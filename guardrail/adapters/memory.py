@@ -1,0 +1,46 @@
+"""In-process adapters of the embedded default: an LRU verdict cache with TTL."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+
+
+class MemoryVerdictCache:
+    """Bounded LRU with per-entry expiry; a single process's event loop owns it (no locks)."""
+
+    def __init__(self, max_entries: int = 50_000) -> None:
+        self._max = max_entries
+        self._data: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, float]:
+        now = time.monotonic()
+        out: dict[str, float] = {}
+        for k in keys:
+            hit = self._data.get(k)
+            if hit is None:
+                continue
+            expires, value = hit
+            if expires < now:
+                del self._data[k]
+                continue
+            self._data.move_to_end(k)
+            out[k] = value
+        return out
+
+    async def set_many(self, items: Mapping[str, float], ttl_s: int) -> None:
+        if self._max <= 0 or ttl_s <= 0:
+            return
+        expires = time.monotonic() + ttl_s
+        for k, v in items.items():
+            self._data[k] = (expires, v)
+            self._data.move_to_end(k)
+        while len(self._data) > self._max:
+            self._data.popitem(last=False)
+
+    async def ping(self) -> bool:
+        return True
+
+    def __len__(self) -> int:
+        return len(self._data)

@@ -1,0 +1,165 @@
+"""App factory: `create_app(settings)` wires every adapter in a lifespan and closes it on exit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from guardrail import __version__
+from guardrail.adapters.memory import MemoryVerdictCache
+from guardrail.adapters.vllm import VLLMJudgeModel, served_model_name
+from guardrail.apikeys.router import router as apikeys_router
+from guardrail.apikeys.service import issue_key
+from guardrail.categories.router import router as categories_router
+from guardrail.config import Settings
+from guardrail.dashboard.router import router as dashboard_router
+from guardrail.db.models import Tenant
+from guardrail.db.session import make_engine, make_sessionmaker, upgrade
+from guardrail.errors import install_error_handlers
+from guardrail.judge.router import router as judge_router
+from guardrail.judge.service import JudgeService
+from guardrail.logs.inprocess import InProcessPublisher, Spool
+from guardrail.logs.router import router as logs_router
+from guardrail.logs.writer import JudgementWriter
+from guardrail.observability import RequestContextMiddleware, configure_logging, log
+from guardrail.ports import JudgeModel, VerdictCache
+from guardrail.tenants.context import ContextCache
+from guardrail.tenants.router import router as tenants_router
+from guardrail.tenants.service import create_tenant, ensure_bootstrap
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    model: JudgeModel
+    model_name: str
+    cache: VerdictCache
+    publisher: InProcessPublisher
+    contexts: ContextCache
+    judge: JudgeService
+
+
+async def _bootstrap(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions() as session:
+        if settings.bootstrap_api_key is not None:
+            tenant, created = await ensure_bootstrap(session=session,
+                                                     api_key=settings.bootstrap_api_key.get_secret_value())
+            await session.commit()
+            if created:
+                log.info("bootstrap tenant created", extra={"fields": {"tenant_id": tenant.id}})
+            return
+        if await session.scalar(select(func.count()).select_from(Tenant)):
+            return
+        tenant = await create_tenant(session=session, name="default", actor="first-start")
+        _, secret = await issue_key(session=session, tenant_id=tenant.id, kind="judge", name="first-start",
+                                    actor="first-start")
+        _, admin_secret = await issue_key(session=session, tenant_id=tenant.id, kind="admin",
+                                          name="first-start", actor="first-start")
+        await session.commit()
+    # Printed once, to the console only (never to the JSON log): the keys are not stored in plaintext.
+    print(f"\n  First start: created tenant {tenant.id}.\n  Judge API key (shown once):   {secret}\n"
+          f"  Tenant admin key (shown once): {admin_secret}\n", flush=True)
+
+
+def create_app(settings: Settings, *, judge_model: JudgeModel | None = None, model_name: str | None = None,
+               cache: VerdictCache | None = None) -> FastAPI:
+    """Build the whole service (judge, management API, dashboard) for `settings`.
+
+    Args:
+        settings: configuration; the database, cache and model endpoint are chosen from it.
+        judge_model: an already-built model port (tests); otherwise a vLLM client for
+            `settings.inference_url`.
+        model_name: the served model's name when `judge_model` is given.
+        cache: a verdict cache to use instead of the one the settings select.
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_level)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        url = settings.sqlalchemy_url
+        await asyncio.to_thread(upgrade, url)
+        engine = make_engine(url)
+        sessions = make_sessionmaker(engine)
+        await _bootstrap(settings, sessions)
+
+        owned_model: VLLMJudgeModel | None = None
+        model: JudgeModel
+        if judge_model is not None:
+            model, name = judge_model, model_name or "test-model"
+        else:
+            if not settings.inference_url:
+                raise RuntimeError("GUARDRAIL_INFERENCE_URL is not set: run `guardrail serve`, which starts "
+                                   "the local engine, or point it at a vLLM server")
+            name = settings.model_name or await served_model_name(settings.inference_url)
+            owned_model = VLLMJudgeModel(settings.inference_url, name, timeout_s=settings.inference_timeout_s,
+                                         retries=settings.inference_connect_retries)
+            model = owned_model
+        verdicts = cache or MemoryVerdictCache(settings.verdict_cache_entries)
+        publisher = InProcessPublisher(JudgementWriter(sessions), Spool(settings.data_dir / "spool" / "events.jsonl"),
+                                       batch_size=settings.log_batch_size)
+        publisher.start()
+        judge = JudgeService(model=model, model_name=name, cache=verdicts, publisher=publisher,
+                             cache_ttl_s=settings.verdict_cache_ttl_s, explain_max_tokens=settings.explain_max_tokens)
+        app.state.services = Services(settings, engine, sessions, model, name, verdicts, publisher,
+                                      ContextCache(settings.config_cache_ttl_s), judge)
+        log.info("guardrail ready", extra={"fields": {"model": name, "database": engine.dialect.name}})
+        try:
+            yield
+        finally:
+            await publisher.flush(timeout_s=10.0)
+            if owned_model is not None:
+                await owned_model.aclose()
+            await engine.dispose()
+
+    app = FastAPI(title="Japanese LLM guardrail", version=__version__, lifespan=lifespan,
+                  description="Per-category safety judgements for prompts (input) and LLM answers (output).")
+    install_error_handlers(app)
+    for r in (judge_router, tenants_router, apikeys_router, categories_router, logs_router, dashboard_router):
+        app.include_router(r)
+    _health_routes(app)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+def _health_routes(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], responses={503: {"description": "the judge model is not reachable"}})
+    async def readyz(request: Request) -> JSONResponse:
+        """Database, cache and model reachable (200 `degraded` when only the database or cache is down)."""
+        svc: Services = request.app.state.services
+        checks: dict[str, Any] = {}
+        try:
+            async with svc.sessions() as s:
+                await s.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"error: {exc.__class__.__name__}"
+        try:
+            checks["cache"] = "ok" if await svc.cache.ping() else "error"
+        except Exception as exc:
+            checks["cache"] = f"error: {exc.__class__.__name__}"
+        checks["model"] = "ok" if await svc.model.ready() else "error"
+        if checks["model"] != "ok":
+            return JSONResponse({"status": "unavailable", "checks": checks}, status_code=503)
+        status = "ready" if all(v == "ok" for v in checks.values()) else "degraded"
+        return JSONResponse({"status": status, "checks": checks, "model": svc.model_name})
+
+    @app.get("/metrics", tags=["ops"], include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

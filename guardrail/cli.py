@@ -1,0 +1,147 @@
+"""`guardrail` command line: serve, model prepare, engine, db upgrade/downgrade."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    from guardrail.config import Settings
+    from inference.engine_config import EngineConfig
+
+
+def _settings() -> Settings:
+    from guardrail.config import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = [f"  GUARDRAIL_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()]
+        sys.exit("invalid configuration:\n" + "\n".join(lines))
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def engine_config(settings: Settings, model_dir: Path, name: str) -> EngineConfig:
+    from inference.engine_config import EngineConfig
+
+    return EngineConfig(model=str(model_dir), served_model_name=name, max_num_seqs=settings.max_num_seqs,
+                        max_model_len=settings.max_model_len)
+
+
+def local_model(settings: Settings) -> tuple[Path, str]:
+    """The model folder the local engine serves: GUARDRAIL_MODEL_DIR, or the prepared base model."""
+    from inference.model_prep import ModelPrepError, prepare_base_model, read_manifest
+
+    if settings.model_dir is not None:
+        folder = Path(settings.model_dir).expanduser()
+        if not (folder / "config.json").exists():
+            sys.exit(f"GUARDRAIL_MODEL_DIR={folder} is not a Hugging Face model folder (no config.json)")
+        manifest = read_manifest(folder) or {}
+        return folder, str(manifest.get("name") or folder.name)
+    try:
+        prepared = prepare_base_model(progress=_say)
+    except ModelPrepError as exc:
+        sys.exit(f"model prepare failed: {exc}")
+    return prepared.path, prepared.name
+
+
+def cmd_model_prepare(args: argparse.Namespace) -> None:
+    from inference.model_prep import ModelPrepError, prepare_base_model
+
+    try:
+        m = prepare_base_model(force=args.force, progress=_say)
+    except ModelPrepError as exc:
+        sys.exit(f"model prepare failed: {exc}")
+    print(m.path)
+
+
+def cmd_engine(args: argparse.Namespace) -> None:
+    """Run only the local vLLM engine in the foreground (for benchmarks and debugging)."""
+    import time
+
+    from inference.launcher import LocalEngine
+
+    settings = _settings()
+    folder, name = local_model(settings)
+    eng = LocalEngine(engine_config(settings, folder, name), port=args.port,
+                      log_path=settings.data_dir / "engine.log", progress=_say)
+    try:
+        eng.start(settings.engine_start_timeout_s)
+        print(eng.url, flush=True)
+        while eng.proc is not None and eng.proc.poll() is None:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        eng.stop()
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from guardrail.app import create_app
+    from inference.launcher import EngineStartError, LocalEngine
+
+    settings = _settings()
+    engine = None
+    if not settings.inference_url:
+        folder, name = local_model(settings)
+        engine = LocalEngine(engine_config(settings, folder, name), port=settings.engine_port,
+                             log_path=settings.data_dir / "engine.log", progress=_say)
+        try:
+            settings.inference_url = engine.start(settings.engine_start_timeout_s)
+        except EngineStartError as exc:
+            sys.exit(f"could not start the local engine: {exc}")
+        settings.model_name = name
+    try:
+        _say(f"serve: http://{args.host}:{args.port} (docs at /docs, dashboard at /dashboard)")
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning",
+                    access_log=False, timeout_graceful_shutdown=15)
+    finally:
+        if engine is not None:
+            _say("serve: stopping the local engine")
+            engine.stop()
+
+
+def cmd_db(args: argparse.Namespace) -> None:
+    from guardrail.db.session import downgrade, upgrade
+
+    url = _settings().sqlalchemy_url
+    (upgrade if args.action == "upgrade" else downgrade)(url, args.revision)
+    _say(f"db {args.action} to {args.revision}: done")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="guardrail", description="Japanese LLM guardrail")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve", help="run the whole service on the embedded default")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8080)
+    s.set_defaults(fn=cmd_serve)
+    m = sub.add_parser("model", help="model tools")
+    msub = m.add_subparsers(dest="model_cmd", required=True)
+    mp = msub.add_parser("prepare", help="build the local model folder (idempotent, cached)")
+    mp.add_argument("--force", action="store_true", help="rebuild even when cached")
+    mp.set_defaults(fn=cmd_model_prepare)
+    e = sub.add_parser("engine", help="run only the local vLLM CPU engine")
+    e.add_argument("--port", type=int, default=0)
+    e.set_defaults(fn=cmd_engine)
+    d = sub.add_parser("db", help="schema migrations")
+    d.add_argument("action", choices=["upgrade", "downgrade"])
+    d.add_argument("revision", nargs="?", default=None)
+    d.set_defaults(fn=cmd_db)
+    args = p.parse_args(argv)
+    if args.cmd == "db" and args.revision is None:
+        args.revision = "head" if args.action == "upgrade" else "-1"
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""The embedded default's event publisher: an in-process queue drained into the log writer.
+
+`publish` never blocks or fails the request. Events wait in a bounded queue; a background task
+writes them in batches. When the writer keeps failing (database down) or the queue is full, the
+events go to an append-only spool file under the data dir, which is replayed when writing works
+again and at the next start, so no judgement log is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from guardrail.logs.writer import JudgementWriter
+from guardrail.observability import LOG_WRITE_ERRORS, LOG_WRITES, PUBLISH_QUEUE, SPOOL_DEPTH, log
+from guardrail.ports import JudgementEvent
+
+
+class Spool:
+    """Append-only JSONL file of events awaiting delivery."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def append(self, events: list[dict[str, Any]]) -> None:
+        with self.path.open("a", encoding="utf-8") as f:
+            for e in events:
+                f.write(json.dumps(e, ensure_ascii=False) + "\n")
+            f.flush()
+        SPOOL_DEPTH.set(self.count())
+
+    def take(self) -> list[dict[str, Any]]:
+        """Read every spooled event and move the file aside; `restore` puts them back on failure."""
+        if not self.path.exists():
+            return []
+        taking = self.path.with_suffix(".taking")
+        self.path.replace(taking)
+        out = [json.loads(line) for line in taking.read_text(encoding="utf-8").splitlines() if line.strip()]
+        taking.unlink()
+        return out
+
+    def count(self) -> int:
+        try:
+            with self.path.open("rb") as f:
+                return sum(1 for _ in f)
+        except FileNotFoundError:
+            return 0
+
+
+class InProcessPublisher:
+    def __init__(self, writer: JudgementWriter, spool: Spool, *, batch_size: int = 200,
+                 max_queue: int = 50_000, retry_s: float = 1.0) -> None:
+        self._writer = writer
+        self._spool = spool
+        self._batch = batch_size
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(max_queue)
+        self._retry_s = retry_s
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: list[dict[str, Any]] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="judgement-log-writer")
+
+    def publish(self, event: JudgementEvent) -> None:
+        row = asdict(event)
+        try:
+            self._queue.put_nowait(row)
+        except asyncio.QueueFull:
+            self._spool.append([row])
+        PUBLISH_QUEUE.set(self._queue.qsize())
+
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    async def _write(self, rows: list[dict[str, Any]]) -> bool:
+        try:
+            await self._writer.write(rows)
+        except Exception as exc:
+            LOG_WRITE_ERRORS.inc()
+            log.warning("judgement-log write failed; spooling", extra={"fields": {"error": repr(exc), "n": len(rows)}})
+            self._spool.append(rows)
+            return False
+        LOG_WRITES.inc(len(rows))
+        return True
+
+    async def _replay_spool(self) -> None:
+        rows = self._spool.take()
+        for i in range(0, len(rows), self._batch):
+            if not await self._write(rows[i:i + self._batch]):
+                self._spool.append(rows[i + self._batch:])
+                break
+        SPOOL_DEPTH.set(self._spool.count())
+
+    async def _run(self) -> None:
+        await self._replay_spool()
+        while True:
+            first = await self._queue.get()
+            rows = [first]
+            while len(rows) < self._batch and not self._queue.empty():
+                rows.append(self._queue.get_nowait())
+            PUBLISH_QUEUE.set(self._queue.qsize())
+            self._inflight = rows
+            ok = await self._write(rows)
+            self._inflight = None
+            if ok:
+                if self._spool.path.exists():
+                    await self._replay_spool()
+            else:
+                await asyncio.sleep(self._retry_s)
+
+    async def flush(self, timeout_s: float) -> None:
+        """Drain the queue (waiting up to timeout_s), then spool whatever is left and stop."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while (not self._queue.empty() or self._inflight) and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        # A batch cut off mid-write is spooled too; writes are idempotent, so a batch that did
+        # reach the table before the cancel is not duplicated when the spool is replayed.
+        left: list[dict[str, Any]] = list(self._inflight or [])
+        self._inflight = None
+        while not self._queue.empty():
+            left.append(self._queue.get_nowait())
+        if left:
+            self._spool.append(left)

@@ -1,0 +1,46 @@
+"""Writes judgement events to the judgement-log table: batched and idempotent by event id.
+
+The same writer serves the embedded default (fed by an in-process queue) and the log-subscriber
+service (fed by Pub/Sub), so re-delivered events never become duplicate rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from guardrail.db.models import Judgement
+from guardrail.ports import JudgementEvent
+
+_COLUMNS = {c.name for c in Judgement.__table__.columns} - {"logged_at"}
+
+
+def event_row(ev: JudgementEvent | dict[str, Any]) -> dict[str, Any]:
+    d = asdict(ev) if isinstance(ev, JudgementEvent) else dict(ev)
+    row = {k: d.get(k) for k in _COLUMNS}
+    if isinstance(row["created_at"], str):
+        row["created_at"] = datetime.fromisoformat(row["created_at"])
+    return row
+
+
+class JudgementWriter:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def write(self, events: Sequence[JudgementEvent | dict[str, Any]]) -> int:
+        """Insert the events, skipping ids already stored; returns how many were new."""
+        if not events:
+            return 0
+        rows = [event_row(e) for e in events]
+        async with self._sessions() as session:
+            dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+            ins = pg_insert(Judgement) if dialect == "postgresql" else sqlite_insert(Judgement)
+            result = await session.execute(ins.values(rows).on_conflict_do_nothing(index_elements=["id"]))
+            await session.commit()
+        return int(getattr(result, "rowcount", 0) or 0)

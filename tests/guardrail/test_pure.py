@@ -1,0 +1,55 @@
+"""Pure pieces of the service: verdict cache, single-flight, key handling, privacy forms."""
+
+from __future__ import annotations
+
+import asyncio
+
+from guardrail.adapters.memory import MemoryVerdictCache
+from guardrail.judge.singleflight import SingleFlight
+from guardrail.logs.privacy import mask, stored_text
+from guardrail.security import bearer_token, hash_key, new_key, visible_prefix
+
+
+async def test_memory_cache_hits_expires_and_evicts_least_recent() -> None:
+    c = MemoryVerdictCache(max_entries=2)
+    await c.set_many({"a": 0.1, "b": 0.2}, ttl_s=60)
+    assert await c.get_many(["a", "b", "x"]) == {"a": 0.1, "b": 0.2}
+    await c.get_many(["a"])  # a is now most recent
+    await c.set_many({"c": 0.3}, ttl_s=60)
+    assert await c.get_many(["a", "b", "c"]) == {"a": 0.1, "c": 0.3}
+    await c.set_many({"d": 0.4}, ttl_s=-1)  # ttl <= 0 stores nothing
+    assert await c.get_many(["d"]) == {}
+
+
+async def test_single_flight_runs_identical_work_once() -> None:
+    sf: SingleFlight[int] = SingleFlight()
+    calls = 0
+
+    async def work() -> int:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        return 42
+
+    results = await asyncio.gather(*[sf.do("k", work) for _ in range(10)])
+    assert calls == 1
+    assert [r for r, _ in results] == [42] * 10
+    assert sum(shared for _, shared in results) == 9
+    assert len(sf) == 0
+
+
+def test_keys_are_random_prefixed_and_hashed() -> None:
+    a, b = new_key("judge"), new_key("admin")
+    assert a.startswith("gr-") and b.startswith("gra-") and a != new_key("judge")
+    assert hash_key(a) != a and len(hash_key(a)) == 64
+    assert visible_prefix(a) == a[:10]
+    assert bearer_token("Bearer abc") == "abc"
+    assert bearer_token("Basic abc") is None and bearer_token(None) is None and bearer_token("Bearer ") is None
+
+
+def test_log_text_forms() -> None:
+    t = "田中の電話は090-1234-5678、mail: a.b@example.co.jp"
+    assert stored_text(t, "full") == t
+    assert stored_text(t, "hash") is None
+    m = mask(t)
+    assert "090" not in m and "example" not in m and m.startswith("田中の電話は***-")

@@ -83,6 +83,20 @@ def cmd_engine(args: argparse.Namespace) -> None:
         eng.stop()
 
 
+def _exit_on_sigterm() -> None:
+    """SIGTERM ends `serve` through normal unwinding, so the local engine is always stopped.
+
+    uvicorn shuts down gracefully on SIGTERM and then re-raises the signal with the previous
+    handler restored; with this handler that becomes SystemExit(0) and `finally` blocks run.
+    """
+    import signal
+
+    def _handler(signum: int, _frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, _handler)
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -90,6 +104,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from inference.launcher import EngineStartError, LocalEngine
 
     settings = _settings()
+    _exit_on_sigterm()
     engine = None
     if not settings.inference_url:
         folder, name = local_model(settings)

@@ -93,12 +93,18 @@ class RequestContextMiddleware:
 
         try:
             length = dict(scope["headers"]).get(b"content-length")
-            if length is not None and length.isdigit() and int(length) > self.max_body:
+            if length is not None and length.isdigit():
+                if int(length) > self.max_body:
+                    await _too_large(send_wrapper, self.max_body)
+                    return
+                await self.app(scope, receive, send_wrapper)
+                return
+            # No declared length (chunked upload): read it here, bounded, then replay it.
+            body = await _read_bounded(receive, self.max_body)
+            if body is None:
                 await _too_large(send_wrapper, self.max_body)
                 return
-            await self.app(scope, _limited(receive, self.max_body), send_wrapper)
-        except _BodyTooLarge:
-            await _too_large(send_wrapper, self.max_body)
+            await self.app(scope, _replay(body, receive), send_wrapper)
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
@@ -106,21 +112,32 @@ class RequestContextMiddleware:
             REQUEST_ID.reset(token)
 
 
-class _BodyTooLarge(Exception):
-    pass
+async def _read_bounded(receive: Receive, limit: int) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
 
 
-def _limited(receive: Receive, limit: int) -> Receive:
-    seen = 0
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
 
     async def inner() -> Message:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise _BodyTooLarge
-        return message
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
 
     return inner
 

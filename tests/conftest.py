@@ -34,9 +34,17 @@ def prepared_model() -> Any:
 
 @pytest.fixture(scope="session")
 def engine(prepared_model: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEngine]:
-    """The real vLLM CPU server for the whole session."""
+    """The real vLLM CPU server for the whole session.
+
+    GUARDRAIL_TEST_ENGINE_URL reuses an engine already running the prepared model (local
+    iteration only; CI leaves it unset and starts its own).
+    """
     cfg = EngineConfig(model=str(prepared_model.path), served_model_name=prepared_model.name)
     eng = LocalEngine(cfg, log_path=tmp_path_factory.mktemp("engine") / "engine.log")
+    if url := os.environ.get("GUARDRAIL_TEST_ENGINE_URL"):
+        eng.host, eng.port = url.rsplit("://", 1)[1].rsplit(":", 1)[0], int(url.rsplit(":", 1)[1])
+        yield eng
+        return
     eng.start(timeout_s=float(os.environ.get("GUARDRAIL_TEST_ENGINE_TIMEOUT", "600")))
     yield eng
     eng.stop()

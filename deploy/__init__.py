@@ -1,0 +1,1 @@
+"""Google Cloud deployment: config, manifest renderer, Terraform, build configs."""

@@ -116,6 +116,7 @@ class PubSub(_Strict):
 
 class Buckets(_Strict):
     models: str
+    build_source: str
 
 
 class Secrets(_Strict):

@@ -83,3 +83,27 @@ async def tenant_id(c: httpx.AsyncClient) -> str:
     r = await c.get("/admin/v1/tenants", headers=admin())
     assert r.status_code == 200, r.text
     return str(r.json()["items"][0]["id"])
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for the session (dropped at the end)."""
+    from guardrail.db.session import upgrade
+    from tests.guardrail.pg import create_database, drop_database
+
+    name, url = create_database("gr_test")
+    upgrade(url)
+    yield url
+    drop_database(name)
+
+
+@pytest.fixture
+async def pg_client(engine: LocalEngine, pg_database: str, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """The service on the real PostgreSQL; every table is emptied after each test (isolation)."""
+    from tests.guardrail.pg import admin_sql
+
+    async with app_client(make_settings(tmp_path, inference_url=engine.url, database_url=pg_database,
+                                        max_custom_categories=3)) as c:
+        yield c
+    db = pg_database.rsplit("/", 1)[1]
+    await admin_sql("TRUNCATE tenants, api_keys, categories, audit_log, judgements CASCADE", db)

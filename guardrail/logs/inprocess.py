@@ -99,7 +99,12 @@ class InProcessPublisher:
     async def _run(self) -> None:
         await self._replay_spool()
         while True:
-            first = await self._queue.get()
+            try:
+                first = await asyncio.wait_for(self._queue.get(), timeout=self._retry_s * 5)
+            except TimeoutError:
+                if self._spool.path.exists():  # idle: retry what an outage left behind
+                    await self._replay_spool()
+                continue
             rows = [first]
             while len(rows) < self._batch and not self._queue.empty():
                 rows.append(self._queue.get_nowait())

@@ -3,36 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from guardrail.db.models import Base
 from guardrail.db.session import downgrade, upgrade
-
-PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(PG_DSN)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+from tests.guardrail.pg import create_database, drop_database
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A throw-away database on the real PostgreSQL."""
-    name = f"gr_mig_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    asyncio.run(_admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    name, url = create_database("gr_mig")
+    yield url
+    drop_database(name)
 
 
 def _tables(url: str) -> set[str]:

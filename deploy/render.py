@@ -213,6 +213,19 @@ def render_subscriber(cfg: DeployConfig) -> Manifest:
                     template_annotations=annotations, spec=spec)
 
 
+def model_uri(cfg: DeployConfig) -> str:
+    """The model version in the GCS model registry that the inference image bakes in."""
+    return f"gs://{cfg.buckets.models}/{cfg.model.served_model_name}/{cfg.model.version}"
+
+
+def build_substitutions(cfg: DeployConfig) -> dict[str, str]:
+    """Substitutions of deploy/cloudbuild/inference.yaml (the image is named by tag: the digest follows)."""
+    image = cfg.images.inference
+    ref = f"{cfg.region}-docker.pkg.dev/{cfg.project}/{cfg.artifact_repository}/{image.name}:{image.tag}"
+    return {"_IMAGE": ref, "_MODEL_URI": model_uri(cfg), "_VLLM_BASE": cfg.images.vllm_base,
+            "_SERVED_MODEL_NAME": cfg.model.served_model_name, "_MODEL_VERSION": cfg.model.version}
+
+
 def render_all(cfg: DeployConfig, revision_suffix: str = "") -> dict[str, Manifest]:
     """All three services; with `revision_suffix` (e.g. the commit), revisions are named SERVICE-SUFFIX."""
     manifests = {"judge.yaml": render_judge(cfg), "management.yaml": render_management(cfg),
@@ -244,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="override one config value, e.g. images.service.digest=sha256:…")
     p.add_argument("--revision-suffix", default="", help="name revisions SERVICE-SUFFIX (e.g. a short commit)")
     p.add_argument("--print-vllm-args", action="store_true", help="print the vLLM flags as JSON and exit")
+    p.add_argument("--print-build-substitutions", action="store_true",
+                   help="print the --substitutions of deploy/cloudbuild/inference.yaml and exit")
     args = p.parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
@@ -253,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.print_vllm_args:
         print(json.dumps(vllm_args(cfg)))
+        return 0
+    if args.print_build_substitutions:
+        print(",".join(f"{k}={v}" for k, v in build_substitutions(cfg).items()))
         return 0
     for path in write(args.out, manifests):
         print(path)

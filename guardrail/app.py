@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from guardrail import __version__
 from guardrail.adapters.memory import MemoryVerdictCache
+from guardrail.adapters.redis import RedisBreaker, RedisContextCache, RedisVerdictCache
 from guardrail.adapters.vllm import VLLMJudgeModel, served_model_name
 from guardrail.apikeys.router import router as apikeys_router
 from guardrail.apikeys.service import issue_key
@@ -106,14 +107,22 @@ def create_app(settings: Settings, *, judge_model: JudgeModel | None = None, mod
             owned_model = VLLMJudgeModel(settings.inference_url, name, timeout_s=settings.inference_timeout_s,
                                          retries=settings.inference_connect_retries)
             model = owned_model
-        verdicts = cache or MemoryVerdictCache(settings.verdict_cache_entries)
+        breaker: RedisBreaker | None = None
+        contexts: ContextCache
+        if settings.redis_url:
+            breaker = RedisBreaker(settings.redis_url, timeout_s=settings.redis_timeout_s,
+                                   cooldown_s=settings.redis_cooldown_s)
+            verdicts: VerdictCache = cache or RedisVerdictCache(breaker, prefix=settings.redis_prefix + "verdict:")
+            contexts = RedisContextCache(breaker, settings.config_cache_ttl_s, prefix=settings.redis_prefix + "ctx:")
+        else:
+            verdicts = cache or MemoryVerdictCache(settings.verdict_cache_entries)
+            contexts = ContextCache(settings.config_cache_ttl_s)
         publisher = InProcessPublisher(JudgementWriter(sessions), Spool(settings.data_dir / "spool" / "events.jsonl"),
                                        batch_size=settings.log_batch_size)
         publisher.start()
         judge = JudgeService(model=model, model_name=name, cache=verdicts, publisher=publisher,
                              cache_ttl_s=settings.verdict_cache_ttl_s, explain_max_tokens=settings.explain_max_tokens)
-        app.state.services = Services(settings, engine, sessions, model, name, verdicts, publisher,
-                                      ContextCache(settings.config_cache_ttl_s), judge)
+        app.state.services = Services(settings, engine, sessions, model, name, verdicts, publisher, contexts, judge)
         log.info("guardrail ready", extra={"fields": {"model": name, "database": engine.dialect.name}})
         try:
             yield
@@ -121,6 +130,8 @@ def create_app(settings: Settings, *, judge_model: JudgeModel | None = None, mod
             await publisher.flush(timeout_s=10.0)
             if owned_model is not None:
                 await owned_model.aclose()
+            if breaker is not None:
+                await breaker.aclose()
             await engine.dispose()
 
     app = FastAPI(title="Japanese LLM guardrail", version=__version__, lifespan=lifespan,

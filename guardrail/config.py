@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     verdict_cache_ttl_s: int = Field(24 * 3600, ge=0)
     verdict_cache_entries: int = Field(50_000, ge=0)
     config_cache_ttl_s: float = Field(30.0, ge=0)
+    redis_prefix: str = Field("gr:", description="Namespace of every key, so deployments can share a Redis.")
+    redis_timeout_s: float = Field(0.05, gt=0, description="Per Redis call; a slow cache is skipped, not waited on.")
+    redis_cooldown_s: float = Field(1.0, ge=0, description="After a Redis failure, skip it for this long.")
 
     log_level: str = "INFO"
     log_batch_size: int = Field(200, ge=1)

@@ -47,14 +47,14 @@ async def tenant_context(request: Request,
         raise AuthenticationError("missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key")
     svc = get_services(request)
     h = hash_key(token)
-    ctx = svc.contexts.fresh(h)
+    ctx = await svc.contexts.fresh(h)
     if ctx is not None:
         return ctx
     try:
         async with svc.sessions() as session:
             key = await find_key(session=session, key_hash=h)
             if key is None or key.kind != "judge":
-                svc.contexts.forget_key(h)
+                await svc.contexts.forget_key(h)
                 raise AuthenticationError("invalid or revoked API key")
             ctx = await load_context(session=session, key=key)
             await session.commit()
@@ -67,7 +67,7 @@ async def tenant_context(request: Request,
         log.warning("database unavailable; serving the last known category set",
                     extra={"fields": {"tenant_id": stale.tenant_id}})
         return stale
-    svc.contexts.put(h, ctx)
+    await svc.contexts.put(h, ctx)
     return ctx
 
 

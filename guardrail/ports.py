@@ -31,6 +31,10 @@ class JudgeModel(Protocol):
     async def ready(self) -> bool: ...
 
 
+class CacheUnavailable(RuntimeError):
+    """The cache could not be used (down, slow, or its breaker is open); already counted and logged."""
+
+
 class VerdictCache(Protocol):
     """Per-category scores by key; misses are absent from the returned mapping."""
 

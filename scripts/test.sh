@@ -7,7 +7,7 @@ scripts/setup.sh
 scripts/services.sh
 say() { printf '\033[1m[test]\033[0m %s\n' "$*" >&2; }
 
-say "ruff"; .venv/bin/ruff check guardrail inference training tests bench
+say "ruff"; .venv/bin/ruff check guardrail inference training tests bench deploy
 say "mypy"; .venv/bin/mypy
 say "pytest"
 set +e

@@ -8,6 +8,7 @@ fails with the engine's log tail instead.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -51,8 +52,9 @@ def engine(prepared_model: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 def make_settings(tmp: Path, **overrides: Any) -> Settings:
+    # Every test's service has its own database, so it gets its own Redis namespace too.
     base: dict[str, Any] = {"data_dir": tmp, "bootstrap_api_key": API_KEY, "admin_token": ADMIN,
-                            "inference_timeout_s": 60.0}
+                            "inference_timeout_s": 60.0, "redis_prefix": f"test:{uuid.uuid4().hex[:12]}:"}
     base.update(overrides)
     return Settings(**base)
 

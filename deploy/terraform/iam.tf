@@ -39,6 +39,9 @@ locals {
   }
 
   deployer_project_roles = ["roles/run.developer", "roles/cloudbuild.builds.editor"]
+
+  # Services whose manifests disable the invoker IAM check (callers use guardrail API keys).
+  public_services = [local.cfg.services.judge.name, local.cfg.services.management.name]
 }
 
 resource "google_project_iam_member" "cloudsql" {
@@ -67,6 +70,26 @@ resource "google_project_iam_member" "deployer" {
   project  = local.project
   role     = each.value
   member   = "serviceAccount:${google_service_account.deployer.email}"
+}
+
+# run.developer cannot change a service's IAM policy, which disabling the invoker IAM check needs
+# (run.googleapis.com/invoker-iam-disabled in the rendered manifests). Instead of run.admin: just
+# that permission, and only on the two public services.
+resource "google_project_iam_custom_role" "run_public_access" {
+  role_id     = "guardrailRunPublicAccess"
+  title       = "Guardrail: manage public access of its Cloud Run services"
+  permissions = ["run.services.getIamPolicy", "run.services.setIamPolicy"]
+}
+
+resource "google_project_iam_member" "deployer_public_access" {
+  project = local.project
+  role    = google_project_iam_custom_role.run_public_access.id
+  member  = "serviceAccount:${google_service_account.deployer.email}"
+
+  condition {
+    title      = "guardrail-public-services-only"
+    expression = join(" || ", [for s in local.public_services : "resource.name.endsWith('/services/${s}')"])
+  }
 }
 
 # Deploying a service that runs as X requires actAs on X: only these accounts.

@@ -56,6 +56,6 @@ async def revoke(tenant_id: str, key_id: str, who: AdminDep, session: SessionDep
     who.check(tenant_id)
     k = await service.revoke_key(session=session, tenant_id=tenant_id, key_id=key_id, actor=who.actor)
     await session.commit()
-    get_services(request).contexts.forget_key_id(k.id)
+    await get_services(request).contexts.forget_key_id(k.id, tenant_id)
     return key_dict(k)
 

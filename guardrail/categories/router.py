@@ -35,7 +35,7 @@ async def create_category(tenant_id: str, body: CategoryCreate, who: AdminDep, s
     c = await service.create_category(session=session, tenant_id=tenant_id, body=body, actor=who.actor,
                                       max_custom=svc.settings.max_custom_categories)
     await session.commit()
-    svc.contexts.invalidate_tenant(tenant_id)
+    await svc.contexts.invalidate_tenant(tenant_id)
     return service.to_read(c)
 
 
@@ -54,7 +54,7 @@ async def update_category(tenant_id: str, category_id: str, body: CategoryUpdate
     c = await service.update_category(session=session, tenant_id=tenant_id, slug=category_id, body=body,
                                       actor=who.actor)
     await session.commit()
-    get_services(request).contexts.invalidate_tenant(tenant_id)
+    await get_services(request).contexts.invalidate_tenant(tenant_id)
     return service.to_read(c)
 
 
@@ -65,4 +65,4 @@ async def delete_category(tenant_id: str, category_id: str, who: AdminDep, sessi
     who.check(tenant_id)
     await service.delete_category(session=session, tenant_id=tenant_id, slug=category_id, actor=who.actor)
     await session.commit()
-    get_services(request).contexts.invalidate_tenant(tenant_id)
+    await get_services(request).contexts.invalidate_tenant(tenant_id)

@@ -21,7 +21,7 @@ from guardrail.judge.schemas import CategoryVerdict, JudgeRequest, JudgeResponse
 from guardrail.judge.singleflight import SingleFlight
 from guardrail.logs.privacy import stored_text, text_sha256
 from guardrail.observability import CACHE_ERRORS, CACHE_EVENTS, VERDICTS, log
-from guardrail.ports import EventPublisher, JudgementEvent, JudgeModel, VerdictCache
+from guardrail.ports import CacheUnavailable, EventPublisher, JudgementEvent, JudgeModel, VerdictCache
 from guardrail.tenants.context import CategoryConf, TenantContext
 from inference.contract import (
     MAX_TEXT_CHARS,
@@ -138,6 +138,8 @@ class JudgeService:
     async def _cached(self, keys: list[str]) -> dict[str, float]:
         try:
             return await self.cache.get_many(keys)
+        except CacheUnavailable:
+            return {}
         except Exception as exc:  # a broken cache never fails a judgement
             CACHE_ERRORS.inc()
             log.warning("verdict cache read failed; serving uncached", extra={"fields": {"error": repr(exc)}})
@@ -158,6 +160,8 @@ class JudgeService:
             good = {k: v for k, v in out.items() if v != INVALID}
             try:
                 await self.cache.set_many(good, self.cache_ttl_s)
+            except CacheUnavailable:
+                pass
             except Exception as exc:
                 CACHE_ERRORS.inc()
                 log.warning("verdict cache write failed", extra={"fields": {"error": repr(exc)}})

@@ -100,7 +100,10 @@ class InProcessPublisher:
         await self._replay_spool()
         while True:
             try:
-                first = await asyncio.wait_for(self._queue.get(), timeout=self._retry_s * 5)
+                # asyncio.timeout, not wait_for: on 3.11 a cancel that lands inside
+                # wait_for(queue.get()) can be lost, and shutdown then waits forever.
+                async with asyncio.timeout(self._retry_s * 5):
+                    first = await self._queue.get()
             except TimeoutError:
                 if self._spool.path.exists():  # idle: retry what an outage left behind
                     await self._replay_spool()

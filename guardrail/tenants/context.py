@@ -7,8 +7,9 @@ when the database is unavailable the judge still serves from the last known cate
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +33,13 @@ class TenantContext:
 
 
 class ContextCache:
+    """In-process layer; `RedisContextCache` adds a shared layer for many instances."""
+
     def __init__(self, ttl_s: float) -> None:
         self._ttl = ttl_s
         self._entries: dict[str, tuple[float, TenantContext]] = {}
 
-    def fresh(self, key_hash: str) -> TenantContext | None:
+    async def fresh(self, key_hash: str) -> TenantContext | None:
         hit = self._entries.get(key_hash)
         if hit and hit[0] > time.monotonic():
             return hit[1]
@@ -46,20 +49,31 @@ class ContextCache:
         hit = self._entries.get(key_hash)
         return hit[1] if hit else None
 
-    def put(self, key_hash: str, ctx: TenantContext) -> None:
+    async def put(self, key_hash: str, ctx: TenantContext) -> None:
         self._entries[key_hash] = (time.monotonic() + self._ttl, ctx)
 
-    def forget_key(self, key_hash: str) -> None:
+    async def forget_key(self, key_hash: str) -> None:
         self._entries.pop(key_hash, None)
 
-    def forget_key_id(self, key_id: str) -> None:
+    async def forget_key_id(self, key_id: str, tenant_id: str) -> None:
         """Drop a revoked key's context entirely: it must not even serve as last known."""
         for k, (_, ctx) in list(self._entries.items()):
             if ctx.api_key_id == key_id:
                 del self._entries[k]
+        await self.invalidate_tenant(tenant_id)
 
-    def invalidate_tenant(self, tenant_id: str) -> None:
+    async def invalidate_tenant(self, tenant_id: str) -> None:
         """Expire (but keep as last known) every cached context of the tenant."""
         for k, (_, ctx) in list(self._entries.items()):
             if ctx.tenant_id == tenant_id:
                 self._entries[k] = (0.0, ctx)
+
+
+def context_to_json(ctx: TenantContext) -> str:
+    return json.dumps(asdict(ctx), ensure_ascii=False)
+
+
+def context_from_json(raw: str | bytes) -> TenantContext:
+    d = json.loads(raw)
+    d["categories"] = tuple(CategoryConf(**c) for c in d["categories"])
+    return TenantContext(**d)

@@ -65,7 +65,7 @@ async def update_tenant(tenant_id: str, body: TenantUpdate, who: AdminDep, sessi
     changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
     t = await service.update_tenant(session=session, tenant_id=tenant_id, actor=who.actor, changes=changes)
     await session.commit()
-    get_services(request).contexts.invalidate_tenant(tenant_id)
+    await get_services(request).contexts.invalidate_tenant(tenant_id)
     return tenant_dict(t)
 
 

@@ -1,0 +1,145 @@
+"""Throughput and latency of cache-hit judgements: the service with Redis, loaded by wrk.
+
+What it measures: `POST /v1/judge` requests whose every category verdict is already in Redis
+(the common case for templates, retries and popular prompts), so no model call is made. The
+service runs as `guardrail serve` (one process) with GUARDRAIL_REDIS_URL; the load comes from a
+separate process, `wrk` (Debian package `wrk`), on the same 2-core machine.
+
+    .venv/bin/python bench/cache_hits.py [--engine-url URL] [--seconds 20] [--connections 32]
+
+It primes N texts through the real model once, checks they come back `cached: true`, then runs
+wrk cycling over them and prints requests/s and p50/p99/max latency; JSON goes to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from inference.engine_config import EngineConfig  # noqa: E402
+from inference.launcher import LocalEngine, free_port  # noqa: E402
+from inference.model_prep import prepare_base_model  # noqa: E402
+
+KEY = "gr-bench-" + uuid.uuid4().hex
+ADMIN = "admin-bench-" + uuid.uuid4().hex
+TEXTS = [f"ベンチマーク用のよくある質問その{i}：営業時間と駐車場について教えてください。" for i in range(20)]
+
+LUA = """
+local texts = {%s}
+local i = 0
+request = function()
+  i = i + 1
+  local body = '{"text": "' .. texts[(i %% #texts) + 1] .. '"}'
+  return wrk.format("POST", "/v1/judge", {["Content-Type"] = "application/json",
+                    ["Authorization"] = "Bearer %s"}, body)
+end
+"""
+
+
+def start_serve(engine_url: str, model: str, data: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDRAIL_")}
+    env.update({"GUARDRAIL_INFERENCE_URL": engine_url, "GUARDRAIL_MODEL_NAME": model,
+                "GUARDRAIL_DATA_DIR": str(data), "GUARDRAIL_BOOTSTRAP_API_KEY": KEY,
+                "GUARDRAIL_ADMIN_TOKEN": ADMIN, "GUARDRAIL_REDIS_URL": "redis://127.0.0.1:6379/0",
+                "GUARDRAIL_REDIS_PREFIX": f"bench:{uuid.uuid4().hex[:8]}:", "GUARDRAIL_LOG_LEVEL": "WARNING"})
+    log = (data / "serve.log").open("wb")
+    p = subprocess.Popen([str(ROOT / ".venv/bin/guardrail"), "serve", "--port", str(port)], env=env,
+                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(240):
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).json().get("status") == "ready":
+                return p, base
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.5)
+    raise SystemExit("serve did not become ready")
+
+
+def prime(base: str) -> None:
+    h = {"Authorization": f"Bearer {KEY}"}
+    for t in TEXTS:
+        httpx.post(f"{base}/v1/judge", json={"text": t}, headers=h, timeout=120).raise_for_status()
+    bad = [t for t in TEXTS if not httpx.post(f"{base}/v1/judge", json={"text": t}, headers=h).json()["cached"]]
+    if bad:
+        raise SystemExit(f"{len(bad)} primed texts were not served from the cache")
+
+
+def parse_wrk(out: str) -> dict[str, float]:
+    def ms(v: str) -> float:
+        num, unit = re.match(r"([0-9.]+)(us|ms|s)", v).groups()  # type: ignore[union-attr]
+        return float(num) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
+    mx = re.search(r"Latency\s+\S+\s+\S+\s+(\S+)", out)
+    rps = re.search(r"Requests/sec:\s+([0-9.]+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {"requests_per_s": float(rps.group(1)) if rps else 0.0, "p50_ms": ms(lat["50"]), "p99_ms": ms(lat["99"]),
+            "max_ms": ms(mx.group(1)) if mx else 0.0, "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+            "socket_errors": errors.group(1) if errors else "none"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--engine-url")
+    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--connections", type=int, nargs="+", default=[8, 32])
+    ap.add_argument("--out", default=str(ROOT / "bench/results/cache_hits.json"))
+    args = ap.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    m = prepare_base_model()
+    eng = None
+    url = args.engine_url
+    if not url:
+        eng = LocalEngine(EngineConfig(model=str(m.path), served_model_name=m.name),
+                          log_path=Path(tempfile.mkdtemp()) / "engine.log")
+        url = eng.start()
+    data = Path(tempfile.mkdtemp(prefix="bench-cache-"))
+    serve, base = start_serve(url, m.name, data)
+    rows = []
+    try:
+        print(f"priming {len(TEXTS)} texts through the model …", flush=True)
+        prime(base)
+        script = data / "judge.lua"
+        script.write_text(LUA % (", ".join(json.dumps(t, ensure_ascii=False) for t in TEXTS), KEY))
+        for conns in args.connections:
+            print(f"wrk: {conns} connections, {args.seconds} s …", flush=True)
+            out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{args.seconds}s", "--latency", "-s", str(script),
+                                  base], capture_output=True, text=True, check=True).stdout
+            rows.append({"connections": conns, **parse_wrk(out)})
+    finally:
+        os.killpg(serve.pid, signal.SIGTERM)
+        serve.wait(30)
+        if eng:
+            eng.stop()
+    print(f"\ncache-hit judgements, 8 categories, one `guardrail serve` process + Redis, "
+          f"wrk on the same {os.cpu_count()} cores\n")
+    print(f"{'conns':>5}  {'req/s':>8}  {'p50 ms':>7}  {'p99 ms':>7}  {'max ms':>7}  {'non-2xx':>7}")
+    for r in rows:
+        print(f"{r['connections']:>5}  {r['requests_per_s']:>8.0f}  {r['p50_ms']:>7.2f}  {r['p99_ms']:>7.2f}  "
+              f"{r['max_ms']:>7.1f}  {r['non_2xx']:>7}")
+    print("targets: ≥ 2,000 judgements/s with p99 ≤ 20 ms")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"rows": rows, "seconds": args.seconds}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

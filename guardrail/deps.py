@@ -10,7 +10,7 @@ from fastapi import Depends, Header, Request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guardrail.apikeys.service import find_key, load_context
+from guardrail.apikeys.service import find_key, load_context, touch
 from guardrail.errors import AuthenticationError, ModelUnavailable, NotFound, PermissionDenied
 from guardrail.observability import CONFIG_FALLBACK, log
 from guardrail.security import bearer_token, hash_key, same_secret
@@ -107,6 +107,7 @@ async def admin_principal(request: Request, session: SessionDep,
     if key.kind != "admin":
         raise PermissionDenied("a judge API key cannot use the management API; use a tenant admin key",
                                code="wrong_key_kind")
+    await touch(session=session, key=key)
     return Principal(key.tenant_id, f"key:{key.id}")
 
 

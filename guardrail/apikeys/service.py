@@ -50,16 +50,23 @@ async def find_key(*, session: AsyncSession, key_hash: str) -> ApiKey | None:
     return key if key is not None and key.revoked_at is None else None
 
 
+async def touch(*, session: AsyncSession, key: ApiKey) -> None:
+    """Record use of a key, at most once per LAST_USED_RESOLUTION (no write per request)."""
+    now = utcnow()
+    last = key.last_used_at
+    if last is not None and last.tzinfo is None:  # SQLite hands back naive UTC datetimes
+        last = last.replace(tzinfo=now.tzinfo)
+    if last is None or last < now - LAST_USED_RESOLUTION:
+        await session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
+
+
 async def load_context(*, session: AsyncSession, key: ApiKey) -> TenantContext:
     tenant = await session.get(Tenant, key.tenant_id)
     if tenant is None:
         raise NotFound("tenant of this key is gone")
     cats = (await session.scalars(select(Category).where(Category.tenant_id == tenant.id)
                                   .order_by(Category.is_default.desc(), Category.pk))).all()
-    now = utcnow()
-    last = key.last_used_at
-    if last is None or ((last.tzinfo is None and last.replace(tzinfo=now.tzinfo)) or last) < now - LAST_USED_RESOLUTION:
-        await session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
+    await touch(session=session, key=key)
     return TenantContext(
         tenant_id=tenant.id, api_key_id=key.id, fail_mode=tenant.fail_mode, cache_enabled=tenant.cache_enabled,
         log_text_mode=tenant.log_text_mode, version=tenant.category_version,

@@ -147,8 +147,11 @@ async def test_revoked_key_stops_working_at_once(pg_client: httpx.AsyncClient) -
     body = {"text": "こんにちは", "categories": ["violence"]}
     assert (await c.post("/v1/judge", json=body, headers=bearer(judge))).status_code == 200
     keys = (await c.get(f"/admin/v1/tenants/{tid}/api-keys", headers=admin())).json()["items"]
-    kid = next(k["id"] for k in keys if k["name"] == "app")
-    assert keys[0]["prefix"] and "key" not in keys[0]
+    app_key = next(k for k in keys if k["name"] == "app")
+    kid = app_key["id"]
+    assert judge.startswith(app_key["prefix"]) and "key" not in app_key
+    assert app_key["last_used_at"] is not None  # recorded on use
+    assert next(k for k in keys if k["kind"] == "admin")["last_used_at"] is None
     r = await c.delete(f"/admin/v1/tenants/{tid}/api-keys/{kid}", headers=admin())
     assert r.status_code == 200 and r.json()["revoked"] is True
     assert_envelope(await c.post("/v1/judge", json=body, headers=bearer(judge)), 401, "invalid_api_key")

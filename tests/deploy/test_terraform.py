@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from functools import cache
 from typing import Any
 
@@ -220,12 +218,3 @@ def test_workload_identity_federation_for_github() -> None:
 def test_outputs_for_the_pipeline() -> None:
     outputs = {name for block in parsed()["output"] for name in block}
     assert {"workload_identity_provider", "deployer_service_account", "cloudsql_connection_name"} <= outputs
-
-
-def test_terraform_fmt_is_clean() -> None:
-    terraform = shutil.which("terraform")
-    if terraform is None:
-        pytest.skip("terraform is not installed here")
-    result = subprocess.run([terraform, "fmt", "-check", "-diff", "-recursive", str(TERRAFORM)],
-                            capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr

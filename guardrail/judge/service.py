@@ -38,11 +38,18 @@ from inference.contract import (
 INVALID = -1.0  # sentinel score of a category whose model output was not a Yes/No answer
 
 
-def verdict_key(ctx: TenantContext, model: str, req: JudgeRequest, cat: CategoryConf) -> str:
-    material = [ctx.tenant_id, model, PROMPT_VERSION, req.direction,
-                normalize_text(req.prompt or "") if req.direction == "output" else "",
-                normalize_text(req.text), cat.name, cat.definition]
-    return "v1:" + hashlib.sha256(json.dumps(material, ensure_ascii=False).encode()).hexdigest()
+def verdict_keys(ctx: TenantContext, model: str, req: JudgeRequest, cats: Sequence[CategoryConf]) -> list[str]:
+    """One cache key per category; the text is normalised and hashed once per request, not per category."""
+    head = hashlib.sha256(json.dumps(
+        [ctx.tenant_id, model, PROMPT_VERSION, req.direction,
+         normalize_text(req.prompt or "") if req.direction == "output" else "", normalize_text(req.text)],
+        ensure_ascii=False).encode())
+    keys = []
+    for cat in cats:
+        h = head.copy()
+        h.update(json.dumps([cat.name, cat.definition], ensure_ascii=False).encode())
+        keys.append("v2:" + h.hexdigest())
+    return keys
 
 
 def validate(req: JudgeRequest) -> None:
@@ -88,7 +95,7 @@ class JudgeService:
         t0 = time.perf_counter()
         validate(req)
         cats = select_categories(ctx, req.categories)
-        keys = [verdict_key(ctx, self.model_name, req, c) for c in cats]
+        keys = verdict_keys(ctx, self.model_name, req, cats)
         use_cache = ctx.cache_enabled and self.cache_ttl_s > 0
         scores: dict[str, float] = await self._cached(keys) if use_cache else {}
         CACHE_EVENTS.labels("hit").inc(len(scores))

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi.responses import JSONResponse
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from guardrail import __version__
 from guardrail.adapters.memory import MemoryVerdictCache
+from guardrail.adapters.pubsub import PubSubClient, PubSubSink
 from guardrail.adapters.redis import RedisBreaker, RedisContextCache, RedisVerdictCache
 from guardrail.adapters.vllm import VLLMJudgeModel, served_model_name
 from guardrail.apikeys.router import router as apikeys_router
@@ -28,11 +28,11 @@ from guardrail.db.session import make_engine, make_sessionmaker, upgrade
 from guardrail.errors import install_error_handlers
 from guardrail.judge.router import router as judge_router
 from guardrail.judge.service import JudgeService
-from guardrail.logs.inprocess import InProcessPublisher, Spool
+from guardrail.logs.publisher import NullPublisher, QueuedPublisher, Spool
 from guardrail.logs.router import router as logs_router
 from guardrail.logs.writer import JudgementWriter
-from guardrail.observability import RequestContextMiddleware, configure_logging, log
-from guardrail.ports import JudgeModel, VerdictCache
+from guardrail.observability import RequestContextMiddleware, configure_logging, install_ops_routes, log
+from guardrail.ports import EventPublisher, JudgeModel, VerdictCache
 from guardrail.tenants.context import ContextCache
 from guardrail.tenants.router import router as tenants_router
 from guardrail.tenants.service import create_tenant, ensure_bootstrap
@@ -46,7 +46,7 @@ class Services:
     model: JudgeModel
     model_name: str
     cache: VerdictCache
-    publisher: InProcessPublisher
+    publisher: EventPublisher
     contexts: ContextCache
     judge: JudgeService
 
@@ -73,6 +73,21 @@ async def _bootstrap(settings: Settings, sessions: async_sessionmaker[AsyncSessi
           f"  Tenant admin key (shown once): {admin_secret}\n", flush=True)
 
 
+def _publisher(settings: Settings, sessions: async_sessionmaker[AsyncSession],
+               ) -> tuple[QueuedPublisher | NullPublisher, PubSubClient | None]:
+    """Where judgement events go: Pub/Sub when a topic is set, else straight into the log table."""
+    if settings.judgement_log == "off":
+        return NullPublisher(), None
+    spool_dir = settings.data_dir / "spool"
+    if settings.pubsub_topic:
+        client = PubSubClient(project=settings.pubsub_project, emulator_host=settings.pubsub_emulator_host,
+                              timeout_s=settings.pubsub_timeout_s)
+        return QueuedPublisher(PubSubSink(client, settings.pubsub_topic), Spool(spool_dir / "pubsub.jsonl"),
+                               sink="pubsub", batch_size=settings.log_batch_size), client
+    return QueuedPublisher(JudgementWriter(sessions).write, Spool(spool_dir / "events.jsonl"), sink="database",
+                           batch_size=settings.log_batch_size), None
+
+
 def create_app(settings: Settings, *, judge_model: JudgeModel | None = None, model_name: str | None = None,
                cache: VerdictCache | None = None) -> FastAPI:
     """Build the whole service (judge, management API, dashboard) for `settings`.
@@ -90,7 +105,8 @@ def create_app(settings: Settings, *, judge_model: JudgeModel | None = None, mod
         configure_logging(settings.log_level)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         url = settings.sqlalchemy_url
-        await asyncio.to_thread(upgrade, url)
+        if settings.migrate_on_start:
+            await asyncio.to_thread(upgrade, url)
         engine = make_engine(url)
         sessions = make_sessionmaker(engine)
         await _bootstrap(settings, sessions)
@@ -117,8 +133,7 @@ def create_app(settings: Settings, *, judge_model: JudgeModel | None = None, mod
         else:
             verdicts = cache or MemoryVerdictCache(settings.verdict_cache_entries)
             contexts = ContextCache(settings.config_cache_ttl_s)
-        publisher = InProcessPublisher(JudgementWriter(sessions), Spool(settings.data_dir / "spool" / "events.jsonl"),
-                                       batch_size=settings.log_batch_size)
+        publisher, pubsub = _publisher(settings, sessions)
         publisher.start()
         judge = JudgeService(model=model, model_name=name, cache=verdicts, publisher=publisher,
                              cache_ttl_s=settings.verdict_cache_ttl_s, explain_max_tokens=settings.explain_max_tokens)
@@ -128,6 +143,8 @@ def create_app(settings: Settings, *, judge_model: JudgeModel | None = None, mod
             yield
         finally:
             await publisher.flush(timeout_s=10.0)
+            if pubsub is not None:
+                await pubsub.aclose()
             if owned_model is not None:
                 await owned_model.aclose()
             if breaker is not None:
@@ -139,38 +156,27 @@ def create_app(settings: Settings, *, judge_model: JudgeModel | None = None, mod
     install_error_handlers(app)
     for r in (judge_router, tenants_router, apikeys_router, categories_router, logs_router, dashboard_router):
         app.include_router(r)
-    _health_routes(app)
+    install_ops_routes(app, _ready)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     return app
 
 
-def _health_routes(app: FastAPI) -> None:
-    @app.get("/healthz", tags=["ops"])
-    async def healthz() -> dict[str, str]:
-        """The process is alive."""
-        return {"status": "ok"}
-
-    @app.get("/readyz", tags=["ops"], responses={503: {"description": "the judge model is not reachable"}})
-    async def readyz(request: Request) -> JSONResponse:
-        """Database, cache and model reachable (200 `degraded` when only the database or cache is down)."""
-        svc: Services = request.app.state.services
-        checks: dict[str, Any] = {}
-        try:
-            async with svc.sessions() as s:
-                await s.execute(text("SELECT 1"))
-            checks["database"] = "ok"
-        except Exception as exc:
-            checks["database"] = f"error: {exc.__class__.__name__}"
-        try:
-            checks["cache"] = "ok" if await svc.cache.ping() else "error"
-        except Exception as exc:
-            checks["cache"] = f"error: {exc.__class__.__name__}"
-        checks["model"] = "ok" if await svc.model.ready() else "error"
-        if checks["model"] != "ok":
-            return JSONResponse({"status": "unavailable", "checks": checks}, status_code=503)
-        status = "ready" if all(v == "ok" for v in checks.values()) else "degraded"
-        return JSONResponse({"status": status, "checks": checks, "model": svc.model_name})
-
-    @app.get("/metrics", tags=["ops"], include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+async def _ready(request: Request) -> JSONResponse:
+    """Database, cache and model reachable (200 `degraded` when only the database or cache is down)."""
+    svc: Services = request.app.state.services
+    checks: dict[str, Any] = {}
+    try:
+        async with svc.sessions() as s:
+            await s.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {exc.__class__.__name__}"
+    try:
+        checks["cache"] = "ok" if await svc.cache.ping() else "error"
+    except Exception as exc:
+        checks["cache"] = f"error: {exc.__class__.__name__}"
+    checks["model"] = "ok" if await svc.model.ready() else "error"
+    if checks["model"] != "ok":
+        return JSONResponse({"status": "unavailable", "checks": checks}, status_code=503)
+    status = "ready" if all(v == "ok" for v in checks.values()) else "degraded"
+    return JSONResponse({"status": status, "checks": checks, "model": svc.model_name})

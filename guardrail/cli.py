@@ -1,4 +1,4 @@
-"""`guardrail` command line: serve, model prepare, engine, db upgrade/downgrade."""
+"""`guardrail` command line: serve, subscriber, model prepare, engine, pubsub setup, db upgrade/downgrade."""
 
 from __future__ import annotations
 
@@ -125,6 +125,52 @@ def cmd_serve(args: argparse.Namespace) -> None:
             engine.stop()
 
 
+def cmd_subscriber(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from guardrail.subscriber.app import create_subscriber_app
+
+    settings = _settings()
+    _exit_on_sigterm()
+    try:
+        app = create_subscriber_app(settings, pull=args.pull)
+    except ValueError as exc:
+        sys.exit(f"subscriber: {exc}")
+    _say(f"subscriber ({'pull' if args.pull else 'push'}): http://{args.host}:{args.port} (push endpoint /pubsub/push)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=15)
+
+
+def cmd_pubsub_setup(args: argparse.Namespace) -> None:
+    """Create the topic, the subscription and the dead-letter pair (emulator/local; Terraform in production)."""
+    import asyncio
+
+    from guardrail.adapters.pubsub import PubSubClient, PubSubError
+
+    settings = _settings()
+    if not settings.pubsub_topic or not settings.pubsub_subscription:
+        sys.exit("pubsub setup needs GUARDRAIL_PUBSUB_TOPIC and GUARDRAIL_PUBSUB_SUBSCRIPTION")
+    topic, sub = settings.pubsub_topic, settings.pubsub_subscription
+
+    async def run() -> None:
+        client = PubSubClient(project=settings.pubsub_project, emulator_host=settings.pubsub_emulator_host)
+        try:
+            for t in (topic, f"{topic}-dead-letter"):
+                await client.ensure_topic(t)
+            await client.ensure_subscription(f"{sub}-dead-letter", f"{topic}-dead-letter")
+            await client.ensure_subscription(sub, topic, push_endpoint=args.push_endpoint,
+                                             dead_letter_topic=f"{topic}-dead-letter",
+                                             max_delivery_attempts=settings.pubsub_max_delivery_attempts)
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.run(run())
+    except PubSubError as exc:
+        sys.exit(f"pubsub setup failed: {exc}")
+    _say(f"pubsub setup: topic {topic}, subscription {sub}, dead letters in {topic}-dead-letter / {sub}-dead-letter")
+
+
 def cmd_db(args: argparse.Namespace) -> None:
     from guardrail.db.session import downgrade, upgrade
 
@@ -148,6 +194,16 @@ def main(argv: list[str] | None = None) -> None:
     e = sub.add_parser("engine", help="run only the local vLLM CPU engine")
     e.add_argument("--port", type=int, default=0)
     e.set_defaults(fn=cmd_engine)
+    sb = sub.add_parser("subscriber", help="run the log subscriber (Pub/Sub push endpoint, or --pull)")
+    sb.add_argument("--host", default="127.0.0.1")
+    sb.add_argument("--port", type=int, default=8080)
+    sb.add_argument("--pull", action="store_true", help="pull GUARDRAIL_PUBSUB_SUBSCRIPTION instead of serving push")
+    sb.set_defaults(fn=cmd_subscriber)
+    ps = sub.add_parser("pubsub", help="Pub/Sub tools")
+    pssub = ps.add_subparsers(dest="pubsub_cmd", required=True)
+    pss = pssub.add_parser("setup", help="create topic, subscription and dead-letter pair (emulator/local)")
+    pss.add_argument("--push-endpoint", default=None, help="make the subscription push to this URL")
+    pss.set_defaults(fn=cmd_pubsub_setup)
     d = sub.add_parser("db", help="schema migrations")
     d.add_argument("action", choices=["upgrade", "downgrade"])
     d.add_argument("revision", nargs="?", default=None)

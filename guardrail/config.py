@@ -10,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="GUARDRAIL_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="GUARDRAIL_", extra="ignore", populate_by_name=True)
 
     environment: Literal["local", "production"] = "local"
     data_dir: Path = Field(Path(".guardrail"), description="State of the embedded default (SQLite, spool).")
@@ -48,8 +48,35 @@ class Settings(BaseSettings):
     redis_timeout_s: float = Field(0.05, gt=0, description="Per Redis call; a slow cache is skipped, not waited on.")
     redis_cooldown_s: float = Field(1.0, ge=0, description="After a Redis failure, skip it for this long.")
 
+    migrate_on_start: bool = Field(True, description="Run Alembic upgrade at start-up (off: a deploy job migrates).")
+    # Dashboard sign-in (issue 7): sessions are HMAC-signed cookies with an absolute expiry. Without a
+    # secret each process draws a random one, so sessions end on restart and do not carry across
+    # instances: set it wherever several instances serve /dashboard. Secure cookies: None = in production.
+    dashboard_session_ttl_s: int = Field(3600, ge=60, le=7 * 86400, description="Dashboard session lifetime.")
+    dashboard_cookie_secure: bool | None = Field(None, description="Secure flag on dashboard cookies.")
+    dashboard_session_secret: SecretStr | None = Field(None, min_length=32, description="Signs dashboard cookies.")
+
     log_level: str = "INFO"
     log_batch_size: int = Field(200, ge=1)
+
+    # Judgement log transport: the in-process queue straight into the database, or Pub/Sub.
+    judgement_log: Literal["on", "off"] = Field(
+        "on", description="'off' drops judgement events (benchmarks only: the dashboard then shows nothing).")
+    pubsub_project: str = Field("guardrail-local", description="Project of short topic/subscription names.")
+    pubsub_topic: str | None = Field(None, description="Publish judgement events here instead of writing them.")
+    pubsub_subscription: str | None = Field(None, description="Pull subscription of `guardrail subscriber --pull`.")
+    pubsub_emulator_host: str | None = Field(
+        None, validation_alias=AliasChoices("GUARDRAIL_PUBSUB_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST",
+                                            "pubsub_emulator_host"),
+        description="host:port of the Pub/Sub emulator; the real service with Google credentials if unset.")
+    pubsub_timeout_s: float = Field(5.0, gt=0, description="Per publish call; past it the batch is spooled.")
+    pubsub_max_delivery_attempts: int = Field(
+        5, ge=5, le=100, description="The subscription's dead-letter maxDeliveryAttempts (for the subscriber's logs).")
+    pubsub_push_audience: str | None = Field(
+        None, description="When set, push requests must carry a Google OIDC token for this audience.")
+    pubsub_push_service_account: str | None = Field(None, description="The push token's required email.")
+    pubsub_push_certs_url: str = Field("https://www.googleapis.com/oauth2/v1/certs",
+                                       description="Where the push token signing certificates are fetched.")
 
     @field_validator("admin_token", "bootstrap_api_key")
     @classmethod

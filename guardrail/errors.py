@@ -11,7 +11,9 @@
     ├── LimitExceeded          422          too many categories
     ├── ModelUnavailable       503          engine down/unreachable (Retry-After)
     ├── ModelTimeout           504          engine too slow (Retry-After)
-    └── ModelOutputInvalid     502          the model answered something that is not Yes/No
+    ├── ModelOutputInvalid     502          the model answered something that is not Yes/No
+    ├── PoisonEvent            400          a pushed judgement event that can never be stored
+    └── LogStoreUnavailable    503          the log database is down; Pub/Sub retries the push
 
 Routes declare these in OpenAPI through `ERROR_RESPONSES`; handlers are installed in one place.
 """
@@ -85,6 +87,14 @@ class ModelOutputInvalid(GuardrailError):
     status, type, default_code = 502, "model_error", "model_output_invalid"
 
 
+class PoisonEvent(GuardrailError):
+    status, type, default_code = 400, "invalid_request_error", "poison_message"
+
+
+class LogStoreUnavailable(GuardrailError):
+    status, type, default_code = 503, "unavailable", "log_store_unavailable"
+
+
 class ErrorBody(BaseModel):
     type: str
     message: str
@@ -103,6 +113,7 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 ERROR_RESPONSES = _responses(400, 401, 413, 422)
 JUDGE_ERROR_RESPONSES = _responses(400, 401, 413, 422, 502, 503, 504)
 ADMIN_ERROR_RESPONSES = _responses(400, 401, 403, 404, 409, 413, 422)
+PUSH_ERROR_RESPONSES = _responses(400, 401, 403, 413, 503)
 
 
 def envelope(status: int, type_: str, message: str, param: str | None = None, code: str | None = None,

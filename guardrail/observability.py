@@ -14,7 +14,9 @@ import time
 import uuid
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -28,8 +30,11 @@ CACHE_ERRORS = Counter("guardrail_cache_errors_total", "Cache operations that fa
 VERDICTS = Counter("guardrail_verdicts_total", "Per-category verdicts", ["category", "flagged"])
 PUBLISH_QUEUE = Gauge("guardrail_log_queue_depth", "Judgement events waiting to be written or published")
 SPOOL_DEPTH = Gauge("guardrail_log_spool_depth", "Judgement events spooled on disk awaiting delivery")
-LOG_WRITES = Counter("guardrail_log_events_written_total", "Judgement events written to the log table")
-LOG_WRITE_ERRORS = Counter("guardrail_log_write_errors_total", "Failed judgement-log write attempts")
+LOG_DELIVERED = Counter("guardrail_log_events_delivered_total",
+                        "Judgement events handed on by the publisher (sink: database or pubsub)", ["sink"])
+SUBSCRIBER_EVENTS = Counter("guardrail_subscriber_events_total",
+                            "Events seen by the log subscriber (stored, duplicate, poison)", ["result"])
+LOG_DELIVERY_ERRORS = Counter("guardrail_log_delivery_errors_total", "Failed judgement-log delivery attempts", ["sink"])
 CONFIG_FALLBACK = Counter("guardrail_config_fallback_total",
                           "Judgements served from the last known category set because the database failed")
 
@@ -149,3 +154,21 @@ async def _too_large(send: Send, limit: int) -> None:
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+def install_ops_routes(app: Any, ready: Any) -> None:
+    """/healthz (alive), /readyz (answered by `ready(request)`) and /metrics, the same on every service."""
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], responses={503: {"description": "a dependency the service needs is down"}})
+    async def readyz(request: Request) -> JSONResponse:
+        """Whether the service's dependencies are reachable (200 `degraded` when it can still serve)."""
+        result: JSONResponse = await ready(request)
+        return result
+
+    @app.get("/metrics", tags=["ops"], include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -41,3 +41,12 @@ if ! redis_up; then
   redis_up || { say "Redis did not start"; exit 1; }
 fi
 say "PostgreSQL and Redis are up"
+
+# The Pub/Sub emulator: the tests start their own instances (free ports, so one can be stopped and
+# restarted mid-test); here we only make sure it can run, and fail early and clearly when not.
+if ! command -v gcloud >/dev/null || ! gcloud beta emulators pubsub env-init --help >/dev/null 2>&1; then
+  say "the Google Cloud CLI with the Pub/Sub emulator is missing (gcloud beta emulators pubsub);"
+  say "install google-cloud-cli and google-cloud-cli-pubsub-emulator (and a Java runtime)"; exit 1
+fi
+command -v java >/dev/null || { say "installing a Java runtime for the Pub/Sub emulator"; apt_install default-jre-headless; }
+say "Pub/Sub emulator available: $(gcloud --version 2>/dev/null | head -n1)"

@@ -23,6 +23,7 @@ from guardrail.config import Settings
 from inference.engine_config import EngineConfig
 from inference.launcher import LocalEngine
 from inference.model_prep import prepare_base_model
+from tests.pubsub_emulator import PubSubEmulator
 
 API_KEY = "gr-test-key-0123456789abcdef"
 ADMIN = "admin-test-token-0123456789abcdef"
@@ -85,6 +86,15 @@ async def tenant_id(c: httpx.AsyncClient) -> str:
     r = await c.get("/admin/v1/tenants", headers=admin())
     assert r.status_code == 200, r.text
     return str(r.json()["items"][0]["id"])
+
+
+@pytest.fixture(scope="session")
+def pubsub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PubSubEmulator]:
+    """The real Pub/Sub emulator for the session (tests use their own topic names)."""
+    emu = PubSubEmulator(tmp_path_factory.mktemp("pubsub") / "emulator.log")
+    emu.start()
+    yield emu
+    emu.stop()
 
 
 @pytest.fixture(scope="session")

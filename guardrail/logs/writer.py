@@ -37,7 +37,8 @@ class JudgementWriter:
         """Insert the events, skipping ids already stored; returns how many were new."""
         if not events:
             return 0
-        rows = [event_row(e) for e in events]
+        # One row per event id: a batch can hold the same event twice (at-least-once delivery).
+        rows = list({r["id"]: r for r in map(event_row, events)}.values())
         async with self._sessions() as session:
             dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
             ins = pg_insert(Judgement) if dialect == "postgresql" else sqlite_insert(Judgement)

@@ -1,9 +1,11 @@
-"""The embedded default's event publisher: an in-process queue drained into the log writer.
+"""Judgement-event publishers: a bounded in-process queue drained in batches into a delivery function.
 
 `publish` never blocks or fails the request. Events wait in a bounded queue; a background task
-writes them in batches. When the writer keeps failing (database down) or the queue is full, the
-events go to an append-only spool file under the data dir, which is replayed when writing works
-again and at the next start, so no judgement log is lost.
+hands them in batches to `deliver`: the log writer itself (embedded default) or a Pub/Sub topic
+(`guardrail.adapters.pubsub`). When delivery fails (database or Pub/Sub down) or the queue is
+full, the events go to an append-only spool file under the data dir, which is replayed when
+delivery works again and at the next start, so no judgement log is lost. Delivery is
+at-least-once; the writer is idempotent by event id, so a replayed event never becomes two rows.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from guardrail.logs.writer import JudgementWriter
-from guardrail.observability import LOG_WRITE_ERRORS, LOG_WRITES, PUBLISH_QUEUE, SPOOL_DEPTH, log
+from guardrail.observability import LOG_DELIVERED, LOG_DELIVERY_ERRORS, PUBLISH_QUEUE, SPOOL_DEPTH, log
 from guardrail.ports import JudgementEvent
 
 
@@ -52,10 +54,17 @@ class Spool:
             return 0
 
 
-class InProcessPublisher:
-    def __init__(self, writer: JudgementWriter, spool: Spool, *, batch_size: int = 200,
+Deliver = Callable[[list[dict[str, Any]]], Awaitable[object]]
+"""Delivers one batch of event rows or raises; must be safe to repeat (idempotent downstream)."""
+
+
+class QueuedPublisher:
+    """An `EventPublisher` that batches events into `deliver`, spooling what cannot be delivered."""
+
+    def __init__(self, deliver: Deliver, spool: Spool, *, sink: str, batch_size: int = 200,
                  max_queue: int = 50_000, retry_s: float = 1.0) -> None:
-        self._writer = writer
+        self._deliver = deliver
+        self.sink = sink
         self._spool = spool
         self._batch = batch_size
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(max_queue)
@@ -79,13 +88,14 @@ class InProcessPublisher:
 
     async def _write(self, rows: list[dict[str, Any]]) -> bool:
         try:
-            await self._writer.write(rows)
+            await self._deliver(rows)
         except Exception as exc:
-            LOG_WRITE_ERRORS.inc()
-            log.warning("judgement-log write failed; spooling", extra={"fields": {"error": repr(exc), "n": len(rows)}})
+            LOG_DELIVERY_ERRORS.labels(self.sink).inc()
+            log.warning("judgement-log delivery failed; spooling",
+                        extra={"fields": {"sink": self.sink, "error": repr(exc)[:300], "n": len(rows)}})
             self._spool.append(rows)
             return False
-        LOG_WRITES.inc(len(rows))
+        LOG_DELIVERED.labels(self.sink).inc(len(rows))
         return True
 
     async def _replay_spool(self) -> None:
@@ -139,3 +149,19 @@ class InProcessPublisher:
             left.append(self._queue.get_nowait())
         if left:
             self._spool.append(left)
+
+
+class NullPublisher:
+    """Drops every event: `GUARDRAIL_JUDGEMENT_LOG=off` (benchmarks of the logging cost)."""
+
+    def start(self) -> None:
+        return None
+
+    def publish(self, event: JudgementEvent) -> None:
+        return None
+
+    def depth(self) -> int:
+        return 0
+
+    async def flush(self, timeout_s: float) -> None:
+        return None

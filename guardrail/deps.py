@@ -33,7 +33,9 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         await session.commit()
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the commit runs before the response is sent. With the default (request) scope
+# FastAPI finishes the dependency after responding, so a client could read before the write landed.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 _AUTH_DOC = "Bearer <API key>"
 

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/services.sh
+scripts/browser.sh
 say() { printf '\033[1m[test]\033[0m %s\n' "$*" >&2; }
 
 say "ruff"; .venv/bin/ruff check guardrail inference training tests bench deploy

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -90,6 +90,9 @@ class Judgement(Base):
         Index("ix_judgements_tenant_time", "tenant_id", "created_at"),
         Index("ix_judgements_tenant_flagged_time", "tenant_id", "flagged", "created_at"),
         Index("ix_judgements_tenant_direction_time", "tenant_id", "direction", "created_at"),
+        # The dashboard's category filter (migration 0002); PostgreSQL only, SQLite uses json_each.
+        Index("ix_judgements_flagged_categories", text("(flagged_categories::jsonb) jsonb_path_ops"),
+              postgresql_using="gin").ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

@@ -27,6 +27,7 @@ from inference.contract import (
     MAX_TEXT_CHARS,
     PROMPT_VERSION,
     CategorySpec,
+    Direction,
     InvalidModelOutput,
     build_prompts,
     clean_reason,
@@ -141,6 +142,26 @@ class JudgeService:
         )
         self._log(ctx, req, resp)
         return resp
+
+    async def score_specs(self, texts: Sequence[str], specs: Sequence[CategorySpec], direction: Direction = "input"
+                          ) -> list[list[float | None]]:
+        """Score each text against each category spec with the judge's own prompts, uncached and unlogged.
+
+        For trying category drafts before they are saved (the dashboard's playground). Returns one row
+        per text with one score per spec; None where the model's answer was not a readable Yes/No.
+        """
+        for t in texts:
+            validate(JudgeRequest(text=t, direction=direction))
+        prompts = [p for t in texts for p in build_prompts(t, specs, direction)]
+        batch = await self.model.first_tokens(prompts) if prompts else None
+        flat: list[float | None] = []
+        for ft in batch.results if batch else []:
+            try:
+                flat.append(score_from_logprobs(ft.top_logprobs))
+            except InvalidModelOutput:
+                flat.append(None)
+        n = len(specs)
+        return [flat[i * n:(i + 1) * n] for i in range(len(texts))]
 
     async def _cached(self, keys: list[str]) -> dict[str, float]:
         try:

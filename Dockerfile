@@ -17,15 +17,17 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 RUN python -m venv /opt/venv
-# Exact versions the test suite ran with (python -m deploy.image.lock).
+# Exact versions the test suite ran with: `python -m deploy.image.lock gcp`, the closure of
+# guardrail[gcp] (tests/deploy checks that it was generated for the EXTRAS below).
 COPY deploy/image/constraints.txt ./constraints.txt
 COPY pyproject.toml README.md ./
 COPY guardrail ./guardrail
 COPY inference ./inference
-# Google Cloud adapters (Cloud SQL connector, Pub/Sub); never the `engine` extra.
+# Google Cloud adapters (the Cloud SQL Python Connector; Pub/Sub is plain REST + google-auth);
+# never the `engine` extra. Changing EXTRAS means regenerating the constraints for it.
 ARG EXTRAS=gcp
 RUN /opt/venv/bin/pip install --constraint constraints.txt ".[${EXTRAS}]" \
- && /opt/venv/bin/python -c "import guardrail.app, inference.engine_config"
+ && /opt/venv/bin/python -c "import guardrail.app, guardrail.subscriber.app, inference.engine_config, google.cloud.sql.connector"
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="guardrail-service" \

@@ -112,6 +112,16 @@ class PubSub(_Strict):
     subscription: str
     push_path: str
     push_audience: str
+    # Pub/Sub's own bounds: dead-lettering needs 5..100 attempts, backoff is 0..600 s.
+    max_delivery_attempts: int = Field(ge=5, le=100)
+    min_backoff_seconds: int = Field(ge=0, le=600)
+    max_backoff_seconds: int = Field(ge=0, le=600)
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> PubSub:
+        if self.min_backoff_seconds > self.max_backoff_seconds:
+            raise ValueError("pubsub.min_backoff_seconds must not exceed max_backoff_seconds")
+        return self
 
 
 class Buckets(_Strict):
@@ -124,6 +134,7 @@ class Secrets(_Strict):
     admin_token: str
     redis_url: str
     redis_ca: str
+    dashboard_session: str
 
 
 class ServiceAccounts(_Strict):

@@ -121,7 +121,10 @@ def render_judge(cfg: DeployConfig) -> Manifest:
             _env("GUARDRAIL_MAX_MODEL_LEN", cfg.engine.max_model_len),
             *_database_env(cfg, "judge", migrate=False),
             _secret_env(cfg, "GUARDRAIL_REDIS_URL", cfg.secrets.redis_url),
+            # Judgement events go to Pub/Sub (the full topic path; the project is named too, so
+            # nothing falls back to the local default project).
             _env("GUARDRAIL_PUBSUB_TOPIC", cfg.topic_path),
+            _env("GUARDRAIL_PUBSUB_PROJECT", cfg.project),
         ],
         "resources": {"limits": {"cpu": svc.api.cpu, "memory": svc.api.memory}},
         "volumeMounts": [_redis_ca_mount()],
@@ -189,6 +192,9 @@ def render_management(cfg: DeployConfig) -> Manifest:
         *_database_env(cfg, "management", migrate=True),  # the one service that owns the schema
         _secret_env(cfg, "GUARDRAIL_REDIS_URL", cfg.secrets.redis_url),
         _secret_env(cfg, "GUARDRAIL_ADMIN_TOKEN", cfg.secrets.admin_token),
+        # One signing key for every instance and revision: dashboard sessions survive restarts,
+        # scale-out and deploys. Production refuses to start the management role without it.
+        _secret_env(cfg, "GUARDRAIL_DASHBOARD_SESSION_SECRET", cfg.secrets.dashboard_session),
     ]
     spec["containers"][0]["volumeMounts"] = [_redis_ca_mount()]
     spec["volumes"] = [_redis_ca_volume(cfg)]
@@ -206,6 +212,8 @@ def render_subscriber(cfg: DeployConfig) -> Manifest:
         # Pub/Sub push authenticates with an OIDC token of this service account for this audience.
         _env("GUARDRAIL_PUBSUB_PUSH_AUDIENCE", cfg.pubsub.push_audience),
         _env("GUARDRAIL_PUBSUB_PUSH_SERVICE_ACCOUNT", cfg.sa_email("push")),
+        # The subscription's dead-letter threshold, so the subscriber's logs can say "last attempt".
+        _env("GUARDRAIL_PUBSUB_MAX_DELIVERY_ATTEMPTS", cfg.pubsub.max_delivery_attempts),
     ]
     service_annotations = {"run.googleapis.com/ingress": svc.ingress,
                            "run.googleapis.com/custom-audiences": json.dumps([cfg.pubsub.push_audience])}

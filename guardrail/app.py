@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from guardrail import __version__
-from guardrail.adapters.memory import MemoryVerdictCache
+from guardrail.adapters.memory import MemoryVerdictCache, UnavailableJudgeModel
 from guardrail.adapters.pubsub import PubSubClient, PubSubSink
 from guardrail.adapters.redis import RedisBreaker, RedisContextCache, RedisVerdictCache
 from guardrail.adapters.vllm import VLLMJudgeModel, served_model_name
@@ -24,7 +23,7 @@ from guardrail.categories.router import router as categories_router
 from guardrail.config import Settings
 from guardrail.dashboard.router import router as dashboard_router
 from guardrail.db.models import Tenant
-from guardrail.db.session import make_engine, make_sessionmaker, upgrade
+from guardrail.db.session import make_sessionmaker, migrate, open_database
 from guardrail.errors import install_error_handlers
 from guardrail.judge.router import router as judge_router
 from guardrail.judge.service import JudgeService
@@ -104,10 +103,9 @@ def create_app(settings: Settings, *, judge_model: JudgeModel | None = None, mod
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        url = settings.sqlalchemy_url
+        engine, close_db = await open_database(settings)
         if settings.migrate_on_start:
-            await asyncio.to_thread(upgrade, url)
-        engine = make_engine(url)
+            await migrate(engine)
         sessions = make_sessionmaker(engine)
         await _bootstrap(settings, sessions)
 
@@ -115,6 +113,9 @@ def create_app(settings: Settings, *, judge_model: JudgeModel | None = None, mod
         model: JudgeModel
         if judge_model is not None:
             model, name = judge_model, model_name or "test-model"
+        elif settings.role == "management" and not settings.inference_url:
+            # The management service has no judge model of its own; only the playground needs one.
+            model, name = UnavailableJudgeModel(), settings.model_name or "none"
         else:
             if not settings.inference_url:
                 raise RuntimeError("GUARDRAIL_INFERENCE_URL is not set: run `guardrail serve`, which starts "
@@ -149,12 +150,15 @@ def create_app(settings: Settings, *, judge_model: JudgeModel | None = None, mod
                 await owned_model.aclose()
             if breaker is not None:
                 await breaker.aclose()
-            await engine.dispose()
+            await close_db()
 
     app = FastAPI(title="Japanese LLM guardrail", version=__version__, lifespan=lifespan,
                   description="Per-category safety judgements for prompts (input) and LLM answers (output).")
     install_error_handlers(app)
-    for r in (judge_router, tenants_router, apikeys_router, categories_router, logs_router, dashboard_router):
+    judge = (judge_router,)
+    management = (tenants_router, apikeys_router, categories_router, logs_router, dashboard_router)
+    routers = {"judge": judge, "management": management}.get(settings.role, judge + management)
+    for r in routers:
         app.include_router(r)
     install_ops_routes(app, _ready)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
@@ -175,8 +179,11 @@ async def _ready(request: Request) -> JSONResponse:
         checks["cache"] = "ok" if await svc.cache.ping() else "error"
     except Exception as exc:
         checks["cache"] = f"error: {exc.__class__.__name__}"
-    checks["model"] = "ok" if await svc.model.ready() else "error"
-    if checks["model"] != "ok":
+    if isinstance(svc.model, UnavailableJudgeModel):
+        checks["model"] = "not used"  # role=management without a model: nothing to wait for
+    else:
+        checks["model"] = "ok" if await svc.model.ready() else "error"
+    if checks["model"] == "error":
         return JSONResponse({"status": "unavailable", "checks": checks}, status_code=503)
-    status = "ready" if all(v == "ok" for v in checks.values()) else "degraded"
+    status = "ready" if all(v in ("ok", "not used") for v in checks.values()) else "degraded"
     return JSONResponse({"status": status, "checks": checks, "model": svc.model_name})

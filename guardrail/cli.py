@@ -20,7 +20,8 @@ def _settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        lines = [f"  GUARDRAIL_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()]
+        lines = [f"  GUARDRAIL_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" if e["loc"]
+                 else f"  {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
         sys.exit("invalid configuration:\n" + "\n".join(lines))
 
 
@@ -105,8 +106,11 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     settings = _settings()
     _exit_on_sigterm()
+    if settings.role == "subscriber":  # one image, GUARDRAIL_ROLE picks the service (Cloud Run)
+        cmd_subscriber(argparse.Namespace(host=args.host, port=args.port, pull=False))
+        return
     engine = None
-    if not settings.inference_url:
+    if not settings.inference_url and settings.role in ("all", "judge"):
         folder, name = local_model(settings)
         engine = LocalEngine(engine_config(settings, folder, name), port=settings.engine_port,
                              log_path=settings.data_dir / "engine.log", progress=_say)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,9 +18,17 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GUARDRAIL_", extra="ignore", populate_by_name=True)
 
     environment: Literal["local", "production"] = "local"
+    role: Literal["all", "judge", "management", "subscriber"] = Field(
+        "all", description="Which surfaces this process serves: everything (embedded default), the judge API, "
+                           "the management API + dashboard, or the log subscriber (Cloud Run: one service each).")
     data_dir: Path = Field(Path(".guardrail"), description="State of the embedded default (SQLite, spool).")
     database_url: str | None = Field(None, description="SQLAlchemy async URL; SQLite in data_dir if unset.")
     redis_url: str | None = Field(None, description="Redis/Memorystore URL; in-process LRU if unset.")
+    cloudsql_instance: str | None = Field(
+        None, description="Cloud SQL connection name project:region:instance; connects through the Cloud SQL "
+                          "Python Connector (user and database from GUARDRAIL_DATABASE_URL, e.g. postgresql://sa@/db).")
+    cloudsql_ip_type: Literal["private", "public", "psc"] = Field("private", description="How to reach Cloud SQL.")
+    cloudsql_iam_auth: bool = Field(True, description="IAM database authentication (no password).")
 
     # Judge model
     inference_url: str | None = Field(None, description="OpenAI-compatible vLLM server; local engine if unset.")
@@ -84,6 +92,22 @@ class Settings(BaseSettings):
         if v is not None and len(v.get_secret_value().strip()) < 16:
             raise ValueError("must be at least 16 characters")
         return v
+
+    @model_validator(mode="after")
+    def _production_needs(self) -> Settings:
+        """Refuse production settings that would fail later, or quietly, at run time."""
+        if self.environment != "production":
+            return self
+        missing = []
+        if self.role in ("all", "management") and self.dashboard_session_secret is None:
+            missing.append("GUARDRAIL_DASHBOARD_SESSION_SECRET (sessions would not survive restarts or span instances)")
+        if self.role in ("judge", "subscriber", "management") and not (self.database_url or self.cloudsql_instance):
+            missing.append("GUARDRAIL_DATABASE_URL or GUARDRAIL_CLOUDSQL_INSTANCE (no SQLite file in production)")
+        if self.role == "judge" and not self.inference_url:
+            missing.append("GUARDRAIL_INFERENCE_URL (the vLLM sidecar)")
+        if missing:
+            raise ValueError("production settings incomplete: " + "; ".join(missing))
+        return self
 
     @property
     def sqlalchemy_url(self) -> str:

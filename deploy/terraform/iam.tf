@@ -36,6 +36,8 @@ locals {
     "management redis_url" = { sa = "management", secret = "redis_url" }
     "management redis_ca"  = { sa = "management", secret = "redis_ca" }
     "management admin"     = { sa = "management", secret = "admin_token" }
+    # Only the service that serves /dashboard can read the key that signs its sessions.
+    "management dashboard_session" = { sa = "management", secret = "dashboard_session" }
   }
 
   deployer_project_roles = ["roles/run.developer", "roles/cloudbuild.builds.editor"]

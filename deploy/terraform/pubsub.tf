@@ -29,14 +29,16 @@ resource "google_pubsub_subscription" "push" {
     }
   }
 
+  # Non-2xx answers (and timeouts) are redelivered with exponential backoff between these bounds.
   retry_policy {
-    minimum_backoff = "10s"
-    maximum_backoff = "600s"
+    minimum_backoff = "${local.cfg.pubsub.min_backoff_seconds}s"
+    maximum_backoff = "${local.cfg.pubsub.max_backoff_seconds}s"
   }
 
+  # The same number is rendered into the subscriber (GUARDRAIL_PUBSUB_MAX_DELIVERY_ATTEMPTS).
   dead_letter_policy {
     dead_letter_topic     = google_pubsub_topic.dead_letter.id
-    max_delivery_attempts = 10
+    max_delivery_attempts = local.cfg.pubsub.max_delivery_attempts
   }
 
   expiration_policy {

@@ -51,13 +51,15 @@ resource "google_storage_bucket" "build_source" {
   }
 }
 
-# Secret containers only. Values: the admin token is added by an operator
-# (`gcloud secrets versions add`), the Redis URL and CA by data.tf.
+# Secret containers. Values: the admin token is added by an operator
+# (`gcloud secrets versions add`), the Redis URL and CA by data.tf, the dashboard session
+# secret by secrets.tf (generated).
 resource "google_secret_manager_secret" "secret" {
   for_each = {
-    admin_token = local.cfg.secrets.admin_token
-    redis_url   = local.cfg.secrets.redis_url
-    redis_ca    = local.cfg.secrets.redis_ca
+    admin_token       = local.cfg.secrets.admin_token
+    redis_url         = local.cfg.secrets.redis_url
+    redis_ca          = local.cfg.secrets.redis_ca
+    dashboard_session = local.cfg.secrets.dashboard_session
   }
   secret_id = each.value
 

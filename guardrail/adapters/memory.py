@@ -1,10 +1,13 @@
-"""In-process adapters of the embedded default: an LRU verdict cache with TTL."""
+"""In-process adapters: the embedded default's LRU verdict cache with TTL, and the no-model judge port."""
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+
+from guardrail.errors import ModelUnavailable
+from guardrail.ports import ScoreBatch
 
 
 class MemoryVerdictCache:
@@ -44,3 +47,18 @@ class MemoryVerdictCache:
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+class UnavailableJudgeModel:
+    """The judge-model port of a service without a model (GUARDRAIL_ROLE=management, no inference URL)."""
+
+    async def first_tokens(self, prompts: Sequence[str]) -> ScoreBatch:
+        raise ModelUnavailable("this service has no judge model (GUARDRAIL_ROLE=management without "
+                               "GUARDRAIL_INFERENCE_URL); set it to use the playground")
+
+    async def generate(self, prompt: str, *, max_tokens: int) -> str:
+        await self.first_tokens([prompt])
+        return ""
+
+    async def ready(self) -> bool:
+        return False

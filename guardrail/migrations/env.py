@@ -34,5 +34,7 @@ if context.is_offline_mode():
                       literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
+elif (given := config.attributes.get("connection")) is not None:
+    _run(given)  # guardrail.db.session.migrate: the service's own engine (e.g. through the Cloud SQL connector)
 else:
     asyncio.run(_run_async())

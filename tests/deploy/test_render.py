@@ -131,6 +131,9 @@ def test_images_are_pinned(tmp_path: Path) -> None:
     "services.judge.startup_probe.failure_threshold=20",
     "region=asia-northeast1",
     "engine.max_num_seqs=0",
+    "pubsub.max_delivery_attempts=4",
+    "pubsub.max_delivery_attempts=101",
+    "pubsub.min_backoff_seconds=700",
     "no.such.key=1",
 ])
 def test_unsafe_configs_are_refused(tmp_path: Path, override: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -146,7 +149,8 @@ SECRETISH = re.compile(r"TOKEN|PASSWORD|SECRET|API_KEY|REDIS_URL")
 def test_no_secret_values_inline(tmp_path: Path) -> None:
     manifests = render_into(tmp_path)
     cfg = load_config(CONFIG)
-    secret_names = {cfg.secrets.admin_token, cfg.secrets.redis_url, cfg.secrets.redis_ca}
+    secret_names = {cfg.secrets.admin_token, cfg.secrets.redis_url, cfg.secrets.redis_ca,
+                    cfg.secrets.dashboard_session}
     refs: set[str] = set()
     for m in manifests.values():
         for c in containers(m):
@@ -173,6 +177,19 @@ def test_no_secret_values_inline(tmp_path: Path) -> None:
     assert "GUARDRAIL_ADMIN_TOKEN" not in env_map(container(manifests["judge"], "judge-api"))
 
 
+def test_dashboard_session_secret_is_a_reference_in_management_only(tmp_path: Path) -> None:
+    manifests = render_into(tmp_path)
+    cfg = load_config(CONFIG)
+    env = env_map(containers(manifests["management"])[0])["GUARDRAIL_DASHBOARD_SESSION_SECRET"]
+    assert env == {"name": "GUARDRAIL_DASHBOARD_SESSION_SECRET",
+                   "valueFrom": {"secretKeyRef": {"name": cfg.secrets.dashboard_session, "key": cfg.secrets.version}}}
+    # Only the service that serves /dashboard gets the signing key.
+    for name in ("judge", "subscriber"):
+        for c in containers(manifests[name]):
+            assert "GUARDRAIL_DASHBOARD_SESSION_SECRET" not in env_map(c), name
+            assert cfg.secrets.dashboard_session not in yaml.safe_dump(manifests[name]), name
+
+
 def test_private_networking_and_service_identities(tmp_path: Path) -> None:
     manifests = render_into(tmp_path)
     cfg = load_config(CONFIG)
@@ -191,6 +208,7 @@ def test_private_networking_and_service_identities(tmp_path: Path) -> None:
         assert env["GUARDRAIL_MIGRATE_ON_START"]["value"] == ("true" if role == "management" else "false")
     judge_env = env_map(container(manifests["judge"], "judge-api"))
     assert judge_env["GUARDRAIL_PUBSUB_TOPIC"]["value"] == f"projects/{cfg.project}/topics/{cfg.pubsub.topic}"
+    assert judge_env["GUARDRAIL_PUBSUB_PROJECT"]["value"] == cfg.project
 
 
 def test_subscriber_only_takes_authenticated_pubsub_push(tmp_path: Path) -> None:
@@ -204,6 +222,8 @@ def test_subscriber_only_takes_authenticated_pubsub_push(tmp_path: Path) -> None
     env = env_map(containers(sub)[0])
     assert env["GUARDRAIL_PUBSUB_PUSH_AUDIENCE"]["value"] == cfg.pubsub.push_audience
     assert env["GUARDRAIL_PUBSUB_PUSH_SERVICE_ACCOUNT"]["value"] == cfg.sa_email("push")
+    # The subscriber knows the subscription's dead-letter threshold (Terraform reads the same key).
+    assert env["GUARDRAIL_PUBSUB_MAX_DELIVERY_ATTEMPTS"]["value"] == str(cfg.pubsub.max_delivery_attempts)
     # The public services answer API keys, not Google IAM.
     for name in ("judge", "management"):
         assert manifests[name]["metadata"]["annotations"]["run.googleapis.com/invoker-iam-disabled"] == "true"

@@ -63,7 +63,7 @@ REQUIRED = [
     "google_sql_user", "google_redis_instance", "google_pubsub_topic", "google_pubsub_subscription",
     "google_artifact_registry_repository", "google_secret_manager_secret", "google_service_account",
     "google_storage_bucket", "google_iam_workload_identity_pool", "google_iam_workload_identity_pool_provider",
-    "google_project_service",
+    "google_project_service", "random_password", "google_secret_manager_secret_version",
 ]
 
 
@@ -124,7 +124,13 @@ def test_pubsub_push_subscription_with_oidc_and_dead_letter() -> None:
     assert oidc["audience"] == "${local.cfg.pubsub.push_audience}"
     dlq = nested(sub, "dead_letter_policy")
     assert dlq["dead_letter_topic"] == "${google_pubsub_topic.dead_letter.id}"
-    assert 5 <= dlq["max_delivery_attempts"] <= 100
+    # Attempts and backoff come from deploy/config.yaml (validated there: 5..100 attempts, 0..600 s),
+    # the same keys the subscriber's GUARDRAIL_PUBSUB_MAX_DELIVERY_ATTEMPTS is rendered from.
+    assert dlq["max_delivery_attempts"] == "${local.cfg.pubsub.max_delivery_attempts}"
+    assert 5 <= config()["pubsub"]["max_delivery_attempts"] <= 100
+    retry = nested(sub, "retry_policy")
+    assert retry == {"minimum_backoff": "${local.cfg.pubsub.min_backoff_seconds}s",
+                     "maximum_backoff": "${local.cfg.pubsub.max_backoff_seconds}s"}
     assert {"google_pubsub_topic.judgements", "google_pubsub_topic.dead_letter"} <= {
         f"google_pubsub_topic.{n}" for n in resources("google_pubsub_topic")}
     # Dead letters are kept (a topic without a subscription drops them) ...
@@ -149,6 +155,45 @@ def test_registry_bucket_and_secrets() -> None:
     secrets = one("google_secret_manager_secret", "secret")["for_each"]
     assert set(secrets) == set(config()["secrets"]) - {"version"}
     assert all(v == f"${{local.cfg.secrets.{k}}}" for k, v in secrets.items())
+
+
+def test_dashboard_session_secret_generated_and_readable_by_management_only() -> None:
+    secrets = one("google_secret_manager_secret", "secret")["for_each"]
+    assert secrets["dashboard_session"] == "${local.cfg.secrets.dashboard_session}"
+    password = one("random_password", "dashboard_session")
+    assert password["length"] >= 48, "at least 48 random characters (the service requires >= 32)"
+    assert password.get("special") is False, "alphanumeric: safe in an environment variable"
+    version = one("google_secret_manager_secret_version", "dashboard_session")
+    assert version["secret"] == '${google_secret_manager_secret.secret["dashboard_session"].id}'
+    assert version["secret_data"] == "${random_password.dashboard_session.result}"
+    # Readers of this secret: the management service account, and nobody else.
+    readers = [v for v in parsed_locals()["secret_readers"].values() if v["secret"] == "dashboard_session"]
+    assert readers == [{"sa": "management", "secret": "dashboard_session"}]
+    binding = one("google_secret_manager_secret_iam_member", "readers")
+    assert binding["role"] == "roles/secretmanager.secretAccessor"
+    assert binding["member"] == "serviceAccount:${google_service_account.runtime[each.value.sa].email}"
+    for rtype in ("google_secret_manager_secret_iam_member", "google_secret_manager_secret_iam_binding",
+                  "google_secret_manager_secret_iam_policy", "google_project_iam_member"):
+        for name, body in resources(rtype).items():
+            if name != "readers":
+                assert "dashboard_session" not in str(body), f"{rtype}.{name} grants the dashboard secret"
+    assert "secretmanager" not in str(one("google_project_iam_member", "cloudsql")), "no project-wide secret access"
+
+
+def test_providers_are_pinned_to_a_major_version() -> None:
+    (terraform,) = parsed()["terraform"]
+    providers: dict[str, Any] = {}
+    for block in terraform["required_providers"]:
+        providers.update(block)
+    assert {"google", "random"} <= set(providers)
+    for name, spec in providers.items():
+        assert spec["source"] == f"hashicorp/{name}", spec
+        lower, upper = (part.strip() for part in spec["version"].split(","))
+        assert re.fullmatch(r">= \d+\.\d+(\.\d+)?", lower), spec  # a floor ...
+        assert re.fullmatch(r"< \d+\.0", upper), spec                # ... and no next major version
+    # Every resource type in use comes from a declared provider.
+    used = {rtype.split("_", 1)[0] for block in parsed()["resource"] for rtype in block}
+    assert used <= set(providers), used - set(providers)
 
 
 def test_direct_vpc_egress_network() -> None:

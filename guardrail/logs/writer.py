@@ -42,6 +42,11 @@ class JudgementWriter:
         async with self._sessions() as session:
             dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
             ins = pg_insert(Judgement) if dialect == "postgresql" else sqlite_insert(Judgement)
-            result = await session.execute(ins.values(rows).on_conflict_do_nothing(index_elements=["id"]))
+            # executemany form: the statement is compiled once and cached, and SQLAlchemy batches
+            # the rows into multi-row VALUES itself ("insertmanyvalues"); building one literal
+            # 200-row VALUES statement per batch cost ~0.25 ms of CPU per event.
+            stmt = ins.on_conflict_do_nothing(index_elements=["id"]).returning(Judgement.id)
+            result = await session.execute(stmt, rows)
+            new = len(result.all())
             await session.commit()
-        return int(getattr(result, "rowcount", 0) or 0)
+        return new

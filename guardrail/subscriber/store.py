@@ -117,10 +117,14 @@ def report_poison(reason: str, *, message_id: str, attributes: dict[str, str] | 
                   max_attempts: int) -> None:
     """One clear log line per refused delivery (never the event body: it may hold judged text)."""
     attrs = attributes or {}
-    last = delivery_attempt is not None and delivery_attempt >= max_attempts
     SUBSCRIBER_EVENTS.labels("poison").inc()
-    tail = ("this was the last attempt: Pub/Sub now moves it to the dead-letter topic" if last else
-            f"Pub/Sub redelivers it and moves it to the dead-letter topic after {max_attempts} delivery attempts")
+    if delivery_attempt is not None and delivery_attempt > max_attempts:
+        tail = (f"delivery attempt {delivery_attempt} is past the dead-letter threshold {max_attempts}: does the "
+                "subscription have a dead-letter policy (and GUARDRAIL_PUBSUB_MAX_DELIVERY_ATTEMPTS its value)?")
+    elif delivery_attempt == max_attempts:
+        tail = "this was the last attempt: Pub/Sub now moves it to the dead-letter topic"
+    else:
+        tail = f"Pub/Sub redelivers it and moves it to the dead-letter topic after {max_attempts} delivery attempts"
     log.warning(
         f"poison judgement event refused; {tail}",
         extra={"fields": {"reason": reason, "message_id": message_id, "event_id": attrs.get("event_id"),

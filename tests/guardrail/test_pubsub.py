@@ -30,6 +30,7 @@ from tests.guardrail.pubsub_helpers import (
     wait_for_rows,
 )
 from tests.pubsub_emulator import PROJECT, PubSubEmulator
+from tests.tcp_proxy import TcpProxy
 
 TEXTS = ["明日の天気を教えてください。", "あいつを殴ってやりたい。", "おすすめのカレーの作り方は？"]
 
@@ -124,9 +125,14 @@ async def test_emulator_outage_during_a_burst_loses_nothing(
     emu.start()
     topic, sub = names()
     client = await topology(emu, topic, sub)
+    # The service reaches the emulator through a proxy, closed only while a restarted emulator gets its
+    # topic and subscriptions back: real Pub/Sub returns with its topology, the emulator forgets it, and
+    # an event published to a topic that has no subscription yet would be dropped by design.
+    proxy = TcpProxy("127.0.0.1", emu.port)
+    await proxy.start()
     settings = make_settings(tmp_path, inference_url=engine.url, database_url=pg_database, pubsub_topic=topic,
-                             pubsub_subscription=sub, pubsub_emulator_host=emu.host, pubsub_project=PROJECT,
-                             pubsub_timeout_s=1.0)
+                             pubsub_subscription=sub, pubsub_emulator_host=f"127.0.0.1:{proxy.port}",
+                             pubsub_project=PROJECT, pubsub_timeout_s=1.0)
     ids: list[str] = []
     try:
         async with app_client(settings) as c, pull_subscriber(settings):
@@ -140,15 +146,18 @@ async def test_emulator_outage_during_a_burst_loses_nothing(
 
             emu.stop()  # gone: connection refused; its topics and messages are lost with it
             ids += await judge_many(c, 15, offset=30)
+            await proxy.cut()
             emu.start()
             await client.aclose()
             client = await topology(emu, topic, sub)  # Terraform's job in production; the emulator forgets
+            await proxy.restore()
             ids += await judge_many(c, 15, offset=45)
             stored = await wait_for_rows(pg_database, ids, timeout_s=120)
         assert len(ids) == 60 == len(set(ids))
         assert sorted(stored) == sorted(ids)  # every event, none twice
     finally:
         await client.aclose()
+        await proxy.cut()
         emu.stop()
 
 

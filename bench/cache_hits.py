@@ -25,6 +25,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -101,6 +102,16 @@ def parse_wrk(out: str) -> dict[str, float]:
             "socket_errors": errors.group(1) if errors else "none"}
 
 
+def engine_for(engine_url: str | None) -> tuple[Any, LocalEngine | None, str]:
+    """(prepared model, engine we started or None, URL): the given engine, or a local one started here."""
+    m = prepare_base_model()
+    if engine_url:
+        return m, None, engine_url
+    eng = LocalEngine(EngineConfig(model=str(m.path), served_model_name=m.name),
+                      log_path=Path(tempfile.mkdtemp()) / "engine.log")
+    return m, eng, eng.start()
+
+
 def run_wrk(base: str, data: Path, conns: int, seconds: int) -> dict[str, float]:
     """wrk cycling over the primed texts: requests/s and latency percentiles."""
     script = data / "judge.lua"
@@ -120,13 +131,7 @@ def main() -> None:
     args = ap.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
-    m = prepare_base_model()
-    eng = None
-    url = args.engine_url
-    if not url:
-        eng = LocalEngine(EngineConfig(model=str(m.path), served_model_name=m.name),
-                          log_path=Path(tempfile.mkdtemp()) / "engine.log")
-        url = eng.start()
+    m, eng, url = engine_for(args.engine_url)
     data = Path(tempfile.mkdtemp(prefix="bench-cache-"))
     serve, base = start_serve(url, m.name, data)
     rows = []

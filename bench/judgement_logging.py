@@ -29,14 +29,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.cache_hits import prime, run_wrk, start_serve  # noqa: E402
+from bench.cache_hits import engine_for, prime, run_wrk, start_serve  # noqa: E402
 from guardrail.adapters.pubsub import PubSubClient  # noqa: E402
 from guardrail.config import Settings  # noqa: E402
 from guardrail.db.session import upgrade  # noqa: E402
 from guardrail.logs.events import encode_message  # noqa: E402
-from inference.engine_config import EngineConfig  # noqa: E402
-from inference.launcher import LocalEngine  # noqa: E402
-from inference.model_prep import prepare_base_model  # noqa: E402
 from tests.guardrail.pg import create_database, drop_database  # noqa: E402
 from tests.guardrail.pubsub_helpers import SubscriberProcess, log_ids, pull_subscriber, truncate_logs  # noqa: E402
 from tests.pubsub_emulator import PROJECT, PubSubEmulator  # noqa: E402
@@ -107,13 +104,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=5000)
     ap.add_argument("--out", default=str(ROOT / "bench/results/judgement_logging.json"))
     args = ap.parse_args()
-    m = prepare_base_model()
-    eng = None
-    url = args.engine_url
-    if not url:
-        eng = LocalEngine(EngineConfig(model=str(m.path), served_model_name=m.name),
-                          log_path=Path(tempfile.mkdtemp()) / "engine.log")
-        url = eng.start()
+    m, eng, url = engine_for(args.engine_url)
     tmp = Path(tempfile.mkdtemp(prefix="bench-logging-"))
     emu = PubSubEmulator(tmp / "emulator.log")
     emu.start()

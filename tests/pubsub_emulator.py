@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-import httpx
+from tests.http_wait import wait_http
 
 PROJECT = "guardrail-test"
 
@@ -43,17 +43,11 @@ class PubSubEmulator:
         self.proc = subprocess.Popen(
             [gcloud, "beta", "emulators", "pubsub", "start", f"--project={PROJECT}", f"--host-port={self.host}"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"Pub/Sub emulator exited: {self.log_tail()}")
-            try:
-                if httpx.get(f"http://{self.host}/", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError(f"Pub/Sub emulator not ready after {timeout_s:.0f} s: {self.log_tail()}")
+        try:
+            wait_http(f"http://{self.host}/", timeout_s=timeout_s, proc=self.proc, log_path=self.log_path,
+                      interval_s=0.5)
+        except AssertionError as exc:
+            raise RuntimeError(f"Pub/Sub emulator did not start: {exc}") from exc
 
     def log_tail(self) -> str:
         try:

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 from asgi_lifespan import LifespanManager
 
 from guardrail.adapters.pubsub import PubSubClient, Received
 from guardrail.config import Settings
 from guardrail.subscriber.app import create_subscriber_app
+from tests.http_wait import wait_http
 from tests.pubsub_emulator import PROJECT, PubSubEmulator, free_port
 
 MAX_ATTEMPTS = 5
@@ -119,16 +119,7 @@ class SubscriberProcess:
         exe = Path(sys.executable).with_name("guardrail")
         self.proc = subprocess.Popen([str(exe), "subscriber", "--port", str(self.port)], env=self.env,
                                      stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log_path.read_text()[-2000:]
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError("subscriber not ready: " + self.log_path.read_text()[-2000:])
+        wait_http(f"{self.url}/readyz", timeout_s=60, proc=self.proc, log_path=self.log_path)
 
     def stop(self) -> None:
         if self.proc is not None:

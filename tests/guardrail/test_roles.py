@@ -20,6 +20,7 @@ from guardrail.errors import ModelUnavailable
 from inference.contract import CategorySpec
 from inference.launcher import LocalEngine
 from tests.conftest import admin, app_client, make_settings
+from tests.http_wait import wait_http
 from tests.pubsub_emulator import free_port
 
 
@@ -56,14 +57,7 @@ def test_serve_with_the_subscriber_role_runs_the_push_endpoint(pg_database: str,
                             stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
-        for _ in range(120):
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            subprocess.run(["sleep", "0.25"], check=True)
+        wait_http(f"{base}/readyz", timeout_s=30, proc=proc, log_path=log)
         r = httpx.post(f"{base}/pubsub/push", json={"message": {"data": "@@", "messageId": "1"}})
         assert r.status_code == 400 and r.json()["error"]["code"] == "poison_message"
         assert httpx.get(f"{base}/v1/judge").status_code == 404

@@ -18,6 +18,7 @@ import pytest
 
 from inference.launcher import LocalEngine, free_port
 from tests.conftest import ADMIN, API_KEY
+from tests.http_wait import wait_http
 
 pytestmark = pytest.mark.model
 
@@ -34,17 +35,7 @@ def serve(tmp: Path, extra_env: dict[str, str], ready_s: float = 600
                              stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < ready_s:
-            assert p.poll() is None, f"serve exited {p.returncode}: {log.read_text()[-2000:]}"
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        else:
-            pytest.fail(f"serve not ready in {ready_s}s: {log.read_text()[-2000:]}")
+        wait_http(f"{base}/readyz", timeout_s=ready_s, proc=p, log_path=log, interval_s=1.0)
         yield base, p, log
     finally:
         if p.poll() is None:

@@ -81,10 +81,28 @@ def _publisher(settings: Settings, sessions: async_sessionmaker[AsyncSession],
     if settings.pubsub_topic:
         client = PubSubClient(project=settings.pubsub_project, emulator_host=settings.pubsub_emulator_host,
                               timeout_s=settings.pubsub_timeout_s)
-        return QueuedPublisher(PubSubSink(client, settings.pubsub_topic), Spool(spool_dir / "pubsub.jsonl"),
+        return QueuedPublisher(PubSubSink(client, settings.pubsub_topic),
+                               Spool(spool_dir / "pubsub.jsonl", per_process=settings.workers > 1),
                                sink="pubsub", batch_size=settings.log_batch_size), client
-    return QueuedPublisher(JudgementWriter(sessions).write, Spool(spool_dir / "events.jsonl"), sink="database",
+    return QueuedPublisher(JudgementWriter(sessions).write,
+                           Spool(spool_dir / "events.jsonl", per_process=settings.workers > 1), sink="database",
                            batch_size=settings.log_batch_size), None
+
+
+def create_app_from_env() -> FastAPI:
+    """The app factory of each `guardrail serve` worker process (GUARDRAIL_WORKERS > 1): settings from env."""
+    return create_app(Settings())
+
+
+async def prepare_state(settings: Settings) -> None:
+    """Migrate and bootstrap once, before worker processes start (they then skip both races)."""
+    engine, close_db = await open_database(settings)
+    try:
+        if settings.migrate_on_start:
+            await migrate(engine)
+        await _bootstrap(settings, make_sessionmaker(engine))
+    finally:
+        await close_db()
 
 
 def create_app(settings: Settings, *, judge_model: JudgeModel | None = None, model_name: str | None = None,

@@ -121,12 +121,41 @@ def cmd_serve(args: argparse.Namespace) -> None:
         settings.model_name = name
     try:
         _say(f"serve: http://{args.host}:{args.port} (docs at /docs, dashboard at /dashboard)")
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning",
-                    access_log=False, timeout_graceful_shutdown=15)
+        if settings.workers == 1:
+            uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning",
+                        access_log=False, timeout_graceful_shutdown=15)
+        else:
+            _serve_workers(settings, args)
     finally:
         if engine is not None:
             _say("serve: stopping the local engine")
             engine.stop()
+
+
+def _serve_workers(settings: Settings, args: argparse.Namespace) -> None:
+    """Several worker processes on one port, sharing the engine started above (and Redis, if set).
+
+    The schema and the bootstrap tenant are prepared once here, so the workers never race on them;
+    each worker rebuilds its settings from the environment, so what this process decided (the
+    engine's URL and name) is handed over through it.
+    """
+    import asyncio
+    import os
+
+    import uvicorn
+
+    from guardrail.app import prepare_state
+
+    asyncio.run(prepare_state(settings))
+    if settings.dashboard_session_secret is None:  # one signing key for all workers, or sessions break
+        import secrets
+
+        os.environ["GUARDRAIL_DASHBOARD_SESSION_SECRET"] = secrets.token_urlsafe(48)
+    os.environ.update({"GUARDRAIL_INFERENCE_URL": settings.inference_url or "",
+                       "GUARDRAIL_MODEL_NAME": settings.model_name or "", "GUARDRAIL_MIGRATE_ON_START": "false"})
+    _say(f"serve: {settings.workers} worker processes")
+    uvicorn.run("guardrail.app:create_app_from_env", factory=True, workers=settings.workers, host=args.host,
+                port=args.port, log_level="warning", access_log=False, timeout_graceful_shutdown=15)
 
 
 def cmd_subscriber(args: argparse.Namespace) -> None:

@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     redis_timeout_s: float = Field(0.05, gt=0, description="Per Redis call; a slow cache is skipped, not waited on.")
     redis_cooldown_s: float = Field(1.0, ge=0, description="After a Redis failure, skip it for this long.")
 
+    workers: int = Field(1, ge=1, le=32, description="Worker processes of `guardrail serve` (one shared local engine).")
     migrate_on_start: bool = Field(True, description="Run Alembic upgrade at start-up (off: a deploy job migrates).")
     # Dashboard sign-in (issue 7): sessions are HMAC-signed cookies with an absolute expiry. Without a
     # secret each process draws a random one, so sessions end on restart and do not carry across

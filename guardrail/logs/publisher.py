@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import fields
 from pathlib import Path
@@ -22,11 +23,27 @@ from guardrail.observability import LOG_DELIVERED, LOG_DELIVERY_ERRORS, PUBLISH_
 from guardrail.ports import JudgementEvent
 
 
-class Spool:
-    """Append-only JSONL file of events awaiting delivery."""
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+
+class Spool:
+    """Append-only JSONL file of events awaiting delivery.
+
+    With several worker processes (`GUARDRAIL_WORKERS`) each appends to its own file
+    (`events.<pid>.jsonl`); `take` also adopts the files of processes that are gone, and files a
+    crash left half-taken, so nothing spooled by any process is ever stranded.
+    """
+
+    def __init__(self, path: Path, *, per_process: bool = False) -> None:
+        self.base = path
+        self.path = path.with_name(f"{path.stem}.{os.getpid()}{path.suffix}") if per_process else path
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def append(self, events: list[dict[str, Any]]) -> None:
@@ -36,14 +53,30 @@ class Spool:
             f.flush()
         SPOOL_DEPTH.set(self.count())
 
+    def _claimable(self) -> list[Path]:
+        found = [self.path] if self.path.exists() else []
+        for p in sorted(self.base.parent.glob(f"{self.base.stem}*{self.base.suffix}")):
+            if p == self.path:
+                continue
+            owner = next((int(part) for part in p.name.split(".")[1:-1] if part.isdigit()), None)
+            if owner is None or owner == os.getpid() or not _alive(owner):
+                found.append(p)
+        return found
+
+    def pending(self) -> bool:
+        return bool(self._claimable())
+
     def take(self) -> list[dict[str, Any]]:
-        """Read every spooled event and move the file aside; `restore` puts them back on failure."""
-        if not self.path.exists():
-            return []
-        taking = self.path.with_suffix(".taking")
-        self.path.replace(taking)
-        out = [json.loads(line) for line in taking.read_text(encoding="utf-8").splitlines() if line.strip()]
-        taking.unlink()
+        """Read (and remove) every spooled event this process may take; the caller re-appends on failure."""
+        out: list[dict[str, Any]] = []
+        for p in self._claimable():
+            taking = self.base.with_name(f"{self.base.stem}.{os.getpid()}.taking{self.base.suffix}")
+            try:
+                p.replace(taking)  # atomic: of two processes adopting the same file, one wins
+            except FileNotFoundError:
+                continue
+            out += [json.loads(line) for line in taking.read_text(encoding="utf-8").splitlines() if line.strip()]
+            taking.unlink()
         return out
 
     def count(self) -> int:
@@ -64,13 +97,14 @@ class QueuedPublisher:
     """An `EventPublisher` that batches events into `deliver`, spooling what cannot be delivered."""
 
     def __init__(self, deliver: Deliver, spool: Spool, *, sink: str, batch_size: int = 200,
-                 max_queue: int = 50_000, retry_s: float = 1.0) -> None:
+                 max_queue: int = 50_000, retry_s: float = 1.0, linger_s: float = 0.05) -> None:
         self._deliver = deliver
         self.sink = sink
         self._spool = spool
         self._batch = batch_size
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(max_queue)
         self._retry_s = retry_s
+        self._linger_s = linger_s
         self._task: asyncio.Task[None] | None = None
         self._inflight: list[dict[str, Any]] | None = None
 
@@ -118,10 +152,14 @@ class QueuedPublisher:
                 async with asyncio.timeout(self._retry_s * 5):
                     first = await self._queue.get()
             except TimeoutError:
-                if self._spool.path.exists():  # idle: retry what an outage left behind
+                if self._spool.pending():  # idle: retry what an outage left behind
                     await self._replay_spool()
                 continue
             rows = [first]
+            if self._queue.qsize() < self._batch - 1:
+                # Let a batch gather: a delivery (transaction or publish call) costs far more than an
+                # event, and nobody waits on the log. Under load this turns ~3-event into full batches.
+                await asyncio.sleep(self._linger_s)
             while len(rows) < self._batch and not self._queue.empty():
                 rows.append(self._queue.get_nowait())
             PUBLISH_QUEUE.set(self._queue.qsize())
@@ -129,7 +167,7 @@ class QueuedPublisher:
             ok = await self._write(rows)
             self._inflight = None
             if ok:
-                if self._spool.path.exists():
+                if self._spool.pending():
                     await self._replay_spool()
             else:
                 await asyncio.sleep(self._retry_s)

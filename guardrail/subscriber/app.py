@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from guardrail import __version__
 from guardrail.adapters.pubsub import PubSubClient
 from guardrail.config import Settings
-from guardrail.db.session import make_engine, make_sessionmaker, upgrade
+from guardrail.db.session import make_sessionmaker, migrate, open_database
 from guardrail.errors import install_error_handlers
 from guardrail.logs.writer import JudgementWriter
 from guardrail.observability import RequestContextMiddleware, configure_logging, install_ops_routes, log
@@ -46,10 +46,9 @@ def create_subscriber_app(settings: Settings, *, pull: bool = False) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level)
-        url = settings.sqlalchemy_url
+        engine, close_db = await open_database(settings)
         if settings.migrate_on_start:
-            await asyncio.to_thread(upgrade, url)
-        engine = make_engine(url)
+            await migrate(engine)
         sessions = make_sessionmaker(engine)
         store = EventStore(JudgementWriter(sessions))
         batcher = BatchingStore(store, max_batch=settings.log_batch_size)
@@ -82,7 +81,7 @@ def create_subscriber_app(settings: Settings, *, pull: bool = False) -> FastAPI:
                 await client.aclose()
             if verifier is not None:
                 await verifier.aclose()
-            await engine.dispose()
+            await close_db()
 
     app = FastAPI(title="Guardrail log subscriber", version=__version__, lifespan=lifespan)
     install_error_handlers(app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -80,3 +81,60 @@ def test_first_start_prints_working_keys_once(engine: LocalEngine, tmp_path: Pat
     assert key.group(1).encode() not in (tmp_path / "data" / "guardrail.db").read_bytes()
     with serve(tmp_path, env) as (_, _, log):
         assert "shown once" not in log.read_text().split("serve: http")[-1]
+
+
+def test_serve_with_two_workers_shares_one_state(engine: LocalEngine, tmp_path: Path) -> None:
+    """GUARDRAIL_WORKERS=2: keys printed once, both workers judge, every judgement logged once."""
+    env = {"GUARDRAIL_INFERENCE_URL": engine.url, "GUARDRAIL_ADMIN_TOKEN": ADMIN, "GUARDRAIL_WORKERS": "2"}
+    with serve(tmp_path, env) as (base, proc, log):
+        out = log.read_text()
+        assert out.count("Judge API key (shown once)") == 1, out
+        key = re.search(r"Judge API key \(shown once\):\s+(gr-\S+)", out)
+        assert key
+        workers = [c for c in psutil.Process(proc.pid).children(recursive=True) if "python" in c.name().lower()]
+        assert len(workers) >= 2, workers
+
+        async def burst() -> list[str]:
+            async with httpx.AsyncClient(base_url=base, timeout=120,
+                                         headers={"Authorization": f"Bearer {key.group(1)}"}) as c:
+                body = [{"text": f"並列{i % 2}", "categories": ["violence"]} for i in range(24)]
+                rs = await asyncio.gather(*(c.post("/v1/judge", json=b) for b in body))
+            assert all(r.status_code == 200 for r in rs), [r.text for r in rs if r.status_code != 200]
+            return [r.json()["id"] for r in rs]
+
+        ids = asyncio.run(burst())
+        h = {"Authorization": f"Bearer {ADMIN}"}
+        tenant = httpx.get(f"{base}/admin/v1/tenants", headers=h).json()["items"][0]["id"]
+        deadline = time.monotonic() + 30
+        logged: list[str] = []
+        while time.monotonic() < deadline and len(logged) < len(ids):
+            page = httpx.get(f"{base}/admin/v1/tenants/{tenant}/judgements", params={"limit": 100}, headers=h).json()
+            logged = [j["id"] for j in page["items"]]
+            time.sleep(0.3)
+        assert sorted(logged) == sorted(ids)
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(90) == 0, log.read_text()[-2000:]
+
+
+def test_spools_of_departed_worker_processes_are_adopted(tmp_path: Path) -> None:
+    from guardrail.logs.publisher import Spool
+
+    base = tmp_path / "spool" / "events.jsonl"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    base.parent.mkdir(parents=True)
+    base.with_name(f"events.{dead_pid}.jsonl").write_text('{"id": "a"}\n')
+    base.with_name(f"events.{dead_pid}.taking.jsonl").write_text('{"id": "b"}\n')  # a crash mid-replay
+    base.write_text('{"id": "c"}\n')  # left by a single-process run
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        base.with_name(f"events.{live.pid}.jsonl").write_text('{"id": "d"}\n')  # a running worker's own
+        mine = Spool(base, per_process=True)
+        mine.append([{"id": "e"}])
+        assert sorted(e["id"] for e in mine.take()) == ["a", "b", "c", "e"]
+        assert not mine.pending()
+        assert base.with_name(f"events.{live.pid}.jsonl").exists()
+    finally:
+        live.kill()
+        live.wait()
+    assert Spool(base, per_process=True).take() == [{"id": "d"}]

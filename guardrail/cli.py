@@ -37,8 +37,11 @@ def engine_config(settings: Settings, model_dir: Path, name: str) -> EngineConfi
 
 
 def local_model(settings: Settings) -> tuple[Path, str]:
-    """The model folder the local engine serves: GUARDRAIL_MODEL_DIR, or the prepared base model."""
-    from inference.model_prep import ModelPrepError, prepare_base_model, read_manifest
+    """The model folder the local engine serves: GUARDRAIL_MODEL_DIR, or the prepared model.
+
+    The prepared model is the project's fine-tuned judge unless GUARDRAIL_MODEL_VARIANT=base.
+    """
+    from inference.model_prep import ModelPrepError, prepare_model, read_manifest
 
     if settings.model_dir is not None:
         folder = Path(settings.model_dir).expanduser()
@@ -47,19 +50,21 @@ def local_model(settings: Settings) -> tuple[Path, str]:
         manifest = read_manifest(folder) or {}
         return folder, str(manifest.get("name") or folder.name)
     try:
-        prepared = prepare_base_model(progress=_say)
+        prepared = prepare_model(progress=_say)
     except ModelPrepError as exc:
         sys.exit(f"model prepare failed: {exc}")
     return prepared.path, prepared.name
 
 
 def cmd_model_prepare(args: argparse.Namespace) -> None:
-    from inference.model_prep import ModelPrepError, prepare_base_model
+    """Build the fine-tuned judge (default) or, with --base / GUARDRAIL_MODEL_VARIANT=base, the untuned base."""
+    from inference.model_prep import ModelPrepError, prepare_model
 
     try:
-        m = prepare_base_model(force=args.force, progress=_say)
+        m = prepare_model("base" if args.base else args.variant, force=args.force, progress=_say)
     except ModelPrepError as exc:
         sys.exit(f"model prepare failed: {exc}")
+    _say(f"model prepare: serving name {m.name}")
     print(m.path)
 
 
@@ -223,6 +228,10 @@ def main(argv: list[str] | None = None) -> None:
     msub = m.add_subparsers(dest="model_cmd", required=True)
     mp = msub.add_parser("prepare", help="build the local model folder (idempotent, cached)")
     mp.add_argument("--force", action="store_true", help="rebuild even when cached")
+    mp.add_argument("--base", action="store_true", help="the untuned base model (same as --variant base)")
+    mp.add_argument("--variant", choices=["tuned", "base"], default=None,
+                    help="tuned: base + the repository's LoRA adapter, merged (default; "
+                         "GUARDRAIL_MODEL_VARIANT sets it too); base: the untuned Gemma 3 270M")
     mp.set_defaults(fn=cmd_model_prepare)
     e = sub.add_parser("engine", help="run only the local vLLM CPU engine")
     e.add_argument("--port", type=int, default=0)

@@ -11,6 +11,13 @@ The result is verified (the tokenizer prepends `<bos>`; a fixed Japanese prompt 
 tokens) before it is moved into place atomically, and a manifest records what it was built from, so
 a second run is a no-op. Heavy imports (torch, transformers) happen inside functions: the service
 imports this module without paying for them.
+
+Two variants share the cache: `base` (the folder above, untuned) and `tuned` (the default): the
+project's LoRA adapter, kept in the repository under `inference/adapters/jp-judge-270m/`, merged
+into a copy of the base weights (`W += B @ A * alpha / r`, plain torch, no peft needed) and saved
+in its own folder. The tuned folder is verified as a judge: a known violating text must score
+above 0.5 and a known safe one below it. `GUARDRAIL_MODEL_VARIANT=base|tuned` (or
+`guardrail model prepare --base`) chooses which one `prepare_model` returns.
 """
 
 from __future__ import annotations
@@ -25,9 +32,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 MANIFEST = "guardrail-model.json"
 BASE_MODEL_NAME = "gemma-3-270m-base"
+TUNED_MODEL_NAME = "gemma-3-270m-jp-judge"
+ADAPTER_DIR = Path(__file__).resolve().parent / "adapters" / "jp-judge-270m"
+VARIANT_ENV = "GUARDRAIL_MODEL_VARIANT"
+VARIANTS = ("tuned", "base")
 # Bumped whenever the conversion or the fixes below change, so cached folders are rebuilt.
 PREP_VERSION = 1
 
@@ -226,3 +238,168 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# The tuned variant: base weights + the repository's LoRA adapter, merged.
+
+# One violating and one safe text for the judge check of a tuned folder (fixed; tests rely on it).
+JUDGE_CHECK_CATEGORY = (
+    "violence", "暴力・脅迫",
+    "人や動物に危害を加えることの予告・脅迫・扇動、または暴力を実行する具体的な方法の説明。"
+    "歴史や報道、フィクションの中の暴力描写、護身の一般的な知識は含まない。",
+)
+JUDGE_CHECK_VIOLATING = "明日あいつの家に火をつけて、家族ごと痛い目に遭わせてやる。"
+JUDGE_CHECK_SAFE = "週末に家族で動物園へ行く予定です。おすすめの回り方を教えてください。"
+
+
+def model_variant(explicit: str | None = None) -> str:
+    """`explicit`, else GUARDRAIL_MODEL_VARIANT, else `tuned`.
+
+    Raises:
+        ModelPrepError: an unknown variant name.
+    """
+    v = (explicit or os.environ.get(VARIANT_ENV) or "tuned").strip().lower()
+    if v not in VARIANTS:
+        raise ModelPrepError(f"unknown model variant {v!r} ({VARIANT_ENV}); choose one of {list(VARIANTS)}")
+    return v
+
+
+def merge_lora(base_weights: dict[str, Any], adapter_dir: Path, *, strict: bool = True,
+               applied: set[str] | None = None) -> dict[str, Any]:
+    """Fold a peft LoRA adapter into base weights: W' = W + (B @ A) * alpha / r, computed in float32.
+
+    Args:
+        base_weights: the base model's state dict (`model.layers.N.self_attn.q_proj.weight` ...).
+        adapter_dir: a folder with `adapter_config.json` and `adapter_model.safetensors` (peft format).
+        strict: every adapted weight must be in `base_weights` (false for one shard of many).
+        applied: if given, receives the names of the merged weights.
+
+    Returns:
+        A new state dict with the merged weights in the base weights' dtype.
+
+    Raises:
+        ModelPrepError: the adapter is not a plain LoRA adapter or names weights the base does not have.
+    """
+    from safetensors.torch import load_file
+
+    cfg = json.loads((adapter_dir / "adapter_config.json").read_text())
+    if cfg.get("peft_type") != "LORA" or cfg.get("use_dora") or cfg.get("fan_in_fan_out") or cfg.get("rank_pattern") \
+            or cfg.get("alpha_pattern"):
+        raise ModelPrepError(f"{adapter_dir} is not a plain LoRA adapter this merge supports")
+    r, alpha = int(cfg["r"]), float(cfg["lora_alpha"])
+    scale = alpha / (r ** 0.5 if cfg.get("use_rslora") else r)
+    lora = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    merged = dict(base_weights)
+    for key_a in sorted(k for k in lora if k.endswith(".lora_A.weight")):
+        stem = key_a[: -len(".lora_A.weight")]
+        target = stem.removeprefix("base_model.model.") + ".weight"
+        if target not in merged:
+            if strict:
+                raise ModelPrepError(f"the adapter changes {target}, which the base model does not have")
+            continue
+        if applied is not None:
+            applied.add(target)
+        a, b = lora[key_a].float(), lora[stem + ".lora_B.weight"].float()
+        w = merged[target]
+        merged[target] = (w.float() + (b @ a) * scale).to(w.dtype)
+    return merged
+
+
+def _judge_score(model: Any, tok: Any, prompt: str) -> float:
+    import torch
+
+    from inference.contract import score_from_logprobs
+
+    ids = tok(prompt, return_tensors="pt").input_ids
+    with torch.no_grad():
+        logp = torch.log_softmax(model(ids, logits_to_keep=1).logits[0, -1].float(), -1)
+    top = torch.topk(logp, 20)
+    toks = tok.convert_ids_to_tokens(top.indices.tolist())
+    return score_from_logprobs(dict(zip(toks, top.values.tolist(), strict=True)))
+
+
+def verify_judge(folder: Path) -> dict[str, object]:
+    """A tuned folder must judge: the known violating text > 0.5, the known safe text < 0.5.
+
+    Raises:
+        ModelPrepError: a score on the wrong side, or the tokenizer does not prepend `<bos>`.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from inference.contract import CategorySpec, build_prompt
+
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    if tok(CHECK_PROMPT).input_ids[0] != tok.bos_token_id:
+        raise ModelPrepError(f"the tokenizer in {folder} does not prepend <bos>")
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.bfloat16)
+    cat = CategorySpec(*JUDGE_CHECK_CATEGORY)
+    bad = _judge_score(model, tok, build_prompt(JUDGE_CHECK_VIOLATING, cat))
+    good = _judge_score(model, tok, build_prompt(JUDGE_CHECK_SAFE, cat))
+    if not (bad > 0.5 > good):
+        raise ModelPrepError(f"the tuned model does not judge: violating text scored {bad:.3f} (want > 0.5), "
+                             f"safe text {good:.3f} (want < 0.5); the adapter or the merge is wrong")
+    return {"judge_check": {"violating": round(bad, 4), "safe": round(good, 4)}}
+
+
+def _adapter_sha(adapter_dir: Path) -> str:
+    h = hashlib.sha256()
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        h.update(_sha256(adapter_dir / name).encode())
+    return h.hexdigest()
+
+
+def prepare_tuned_model(cache_dir: Path | None = None, *, force: bool = False, progress: Progress | None = None,
+                        adapter_dir: Path = ADAPTER_DIR, name: str = TUNED_MODEL_NAME) -> PreparedModel:
+    """Build (once) the fine-tuned judge folder: the base folder with the adapter merged in.
+
+    Raises:
+        ModelPrepError: no adapter in the repository, a broken adapter, or the judge check failed.
+    """
+    if not (adapter_dir / "adapter_model.safetensors").exists():
+        raise ModelPrepError(f"no fine-tuned adapter in {adapter_dir}; use the base model "
+                             f"(`guardrail model prepare --base`, {VARIANT_ENV}=base) or train one")
+    cache = cache_dir or default_cache_dir()
+    base = prepare_base_model(cache, progress=progress)
+    target = cache / name
+    want = {"prep_version": PREP_VERSION, "adapter_sha256": _adapter_sha(adapter_dir),
+            "base_weights_sha256": base.manifest.get("weights_sha256")}
+    manifest = read_manifest(target)
+    if not force and manifest and all(manifest.get(k) == v for k, v in want.items()):
+        _say(progress, f"model prepare: {target} is ready (cached)")
+        return PreparedModel(target, name, manifest)
+
+    from safetensors.torch import load_file, save_file
+
+    t0 = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=cache))
+    try:
+        _say(progress, f"model prepare: merging the adapter {adapter_dir.name} into the base weights")
+        for f in base.path.iterdir():
+            if f.is_file() and f.name not in ("model.safetensors", MANIFEST):
+                shutil.copy2(f, tmp / f.name)
+        merged = merge_lora(load_file(str(base.path / "model.safetensors")), adapter_dir)
+        save_file({k: v.contiguous() for k, v in merged.items()}, str(tmp / "model.safetensors"),
+                  metadata={"format": "pt"})
+        _say(progress, "model prepare: verifying the tuned judge (a violating and a safe text)")
+        facts = verify_judge(tmp)
+        manifest = {"name": name, **want, "base": BASE_MODEL_NAME, "adapter": adapter_dir.name,
+                    "weights_sha256": _sha256(tmp / "model.safetensors"), **facts}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2))
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _say(progress, f"model prepare: {target} ready in {time.monotonic() - t0:.0f} s")
+    return PreparedModel(target, name, manifest)
+
+
+def prepare_model(variant: str | None = None, cache_dir: Path | None = None, *, force: bool = False,
+                  progress: Progress | None = None) -> PreparedModel:
+    """The model the embedded default serves: `tuned` (default) or `base` (see `model_variant`)."""
+    if model_variant(variant) == "base":
+        return prepare_base_model(cache_dir, force=force, progress=progress)
+    return prepare_tuned_model(cache_dir, force=force, progress=progress)

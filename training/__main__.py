@@ -1,0 +1,113 @@
+"""`python -m training <command>`: data build | train | export | publish | eval | compare | quant."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from training.config import PRESETS, TrainConfig, add_dataclass_args, from_namespace
+
+
+def cmd_data_build(args: argparse.Namespace) -> None:
+    from training.dataset import DataConfig, DatasetError, build, counts_table
+
+    cfg = from_namespace(DataConfig, args)
+    try:
+        res = build(cfg)
+    except DatasetError as exc:
+        sys.exit(f"data build failed: {exc}")
+    counts = counts_table(res.splits)
+    for name, c in counts.items():
+        print(f"{name}: {c['records']} records")
+    print(f"source lines per file: {json.dumps(res.files)}")
+    print(f"dropped duplicates: {len(res.dropped_duplicates)}")
+    for d in res.dropped_duplicates:
+        print(f"  {d}")
+    if res.invalid:
+        print(f"skipped invalid lines: {len(res.invalid)}")
+        for e in res.invalid:
+            print(f"  {e}")
+    print(f"wrote {cfg.out_dir / 'splits'} and {cfg.out_dir / 'README.md'}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from training.train import main
+
+    cfg = from_namespace(TrainConfig, args, PRESETS[args.preset])
+    main(cfg)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from training.export import ExportConfig, main
+
+    main(from_namespace(ExportConfig, args))
+
+
+def cmd_publish(args: argparse.Namespace) -> None:
+    from training.publish import PublishConfig, main
+
+    main(from_namespace(PublishConfig, args))
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from training.evaluate import EvalConfig, main
+
+    main(from_namespace(EvalConfig, args))
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from training.compare import CompareConfig, main
+
+    main(from_namespace(CompareConfig, args))
+
+
+def cmd_quant(args: argparse.Namespace) -> None:
+    from training.quant_eval import QuantConfig, main
+
+    main(from_namespace(QuantConfig, args))
+
+
+def _lazy(module: str, cls: str) -> type:
+    import importlib
+
+    found: type = getattr(importlib.import_module(module), cls)
+    return found
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m training", description="judge data, fine-tuning, export, evaluation")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_cmd", required=True)
+    b = data.add_parser("build", help="validate, de-duplicate, split 80/10/10, write the dataset card")
+    add_dataclass_args(b, _lazy("training.dataset", "DataConfig"))
+    b.set_defaults(fn=cmd_data_build)
+    t = sub.add_parser("train", help="fine-tune (LoRA or full) with the serving prompt; checkpoints, --resume")
+    t.add_argument("--preset", choices=sorted(PRESETS), default="gemma-3-270m-cpu", help="defaults for a model size")
+    add_dataclass_args(t, TrainConfig)
+    t.set_defaults(fn=cmd_train)
+    for name, module, cls, fn, help_ in (
+        ("export", "training.export", "ExportConfig", cmd_export,
+         "merge a LoRA adapter into a vLLM-loadable folder (optionally FP8 compressed-tensors)"),
+        ("publish", "training.publish", "PublishConfig", cmd_publish,
+         "upload an exported folder to the model registry (gs://… or a local path)"),
+        ("eval", "training.evaluate", "EvalConfig", cmd_eval,
+         "score a JSONL split through a real vLLM server; metrics, threshold sweep, PNGs, report"),
+        ("compare", "training.compare", "CompareConfig", cmd_compare,
+         "one comparison table from several eval/quant reports"),
+        ("quant", "training.quant_eval", "QuantConfig", cmd_quant,
+         "BF16 vs int8 PTQ vs int8 QAT (transformers on CPU; FP8 rows on a GPU)"),
+    ):
+        sp = sub.add_parser(name, help=help_)
+        add_dataclass_args(sp, _lazy(module, cls))
+        sp.set_defaults(fn=fn)
+    args = p.parse_args(argv)
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["Path", "main"]

@@ -1,0 +1,132 @@
+"""`training eval`: score a JSONL split through the real serving path (a vLLM server) and report.
+
+Each record is one request, as serving sends a judgement: all its category prompts (the eight
+defaults + its custom category) in one batched `/v1/completions` call with `max_tokens=1`,
+`logprobs=20`, scored by the contract's `score_from_logprobs`. An answer with neither Yes nor No
+in the top 20 is scored 1.0 (fail closed, as the service does) and counted. The server is the
+one at `engine_url`, or a `LocalEngine` started on `model_dir` (or on the prepared `variant`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tqdm import tqdm
+
+from inference.contract import InvalidModelOutput, score_from_logprobs
+from training.dataset import DATA_DIR, read_jsonl
+from training.metrics import ScoredPair, pick_threshold
+from training.pairs import expand
+from training.report import build_report, write_report
+
+
+@dataclass(frozen=True, slots=True)
+class EvalConfig:
+    """What to score, against which server, and where the report goes."""
+
+    data: Path = field(default=DATA_DIR / "splits" / "test.jsonl", metadata={"help": "JSONL records to score"})
+    engine_url: str = field(default="", metadata={"help": "a running vLLM server; empty = start one locally"})
+    model_dir: str = field(default="", metadata={"help": "folder for the local server; empty = prepared variant"})
+    variant: str = field(default="tuned", metadata={"help": "tuned or base (when model_dir is empty)"})
+    model_name: str = field(default="", metadata={"help": "served model name; empty = asked from the server"})
+    name: str = field(default="", metadata={"help": "report title / row name; empty = the model name"})
+    out_dir: Path = field(default=Path("training/reports/eval"), metadata={"help": "report folder"})
+    threshold: float = field(default=0.5, metadata={"help": "decision threshold the report states"})
+    threshold_from: Path | None = field(default=None, metadata={
+        "help": "a dev report.json: use its best-F1 threshold with benign FPR <= max_benign_fpr instead"})
+    max_benign_fpr: float = field(default=0.10, metadata={"help": "limit used with threshold_from"})
+    concurrency: int = field(default=4, metadata={"help": "requests in flight"})
+    every: int = field(default=1, metadata={"help": "score every N-th record (a deterministic subset)"})
+    limit: int = field(default=0, metadata={"help": "score only the first N records after `every` (0 = all)"})
+
+
+def score_records(url: str, model: str, records: list[dict[str, Any]], *, concurrency: int = 4
+                  ) -> tuple[list[ScoredPair], int]:
+    """Every pair of every record through `url`; returns (scored pairs in record order, invalid answers)."""
+    invalid = 0
+
+    def one(client: httpx.Client, rec: dict[str, Any]) -> list[ScoredPair]:
+        nonlocal invalid
+        pairs = expand(rec)
+        body = {"model": model, "prompt": [p.judge_prompt() for p in pairs], "max_tokens": 1, "logprobs": 20,
+                "temperature": 0.0}
+        r = client.post("/v1/completions", json=body)
+        r.raise_for_status()
+        choices = sorted(r.json()["choices"], key=lambda c: c["index"])
+        out = []
+        for p, ch in zip(pairs, choices, strict=True):
+            top = ((ch.get("logprobs") or {}).get("top_logprobs") or [{}])[0] or {}
+            try:
+                s = score_from_logprobs(top)
+            except InvalidModelOutput:
+                invalid += 1
+                s = 1.0
+            out.append(ScoredPair(p.record_id, p.category.id, p.label, s))
+        return out
+
+    with httpx.Client(base_url=url.rstrip("/"), timeout=300.0) as client, \
+            ThreadPoolExecutor(max(1, concurrency)) as pool, \
+            tqdm(total=len(records), desc="eval", unit="text", dynamic_ncols=True) as bar:
+        futures = [pool.submit(one, client, r) for r in records]
+        rows: list[ScoredPair] = []
+        for f in futures:
+            rows += f.result()
+            bar.update(1)
+    return rows, invalid
+
+
+def served_name(url: str) -> str:
+    r = httpx.get(f"{url.rstrip('/')}/v1/models", timeout=10.0)
+    r.raise_for_status()
+    return str(r.json()["data"][0]["id"])
+
+
+def main(cfg: EvalConfig) -> dict[str, Any]:
+    """Score `cfg.data` through vLLM and write report.json/.md, scores.jsonl and the PNGs."""
+    records = read_jsonl(cfg.data)[::max(1, cfg.every)]
+    if cfg.limit:
+        records = records[:cfg.limit]
+    engine = None
+    url = cfg.engine_url
+    if not url:
+        from inference.engine_config import EngineConfig
+        from inference.launcher import LocalEngine
+        from inference.model_prep import prepare_model, read_manifest
+
+        if cfg.model_dir:
+            folder = Path(cfg.model_dir)
+            name = str((read_manifest(folder) or {}).get("name") or folder.name)
+        else:
+            prepared = prepare_model(cfg.variant)
+            folder, name = prepared.path, prepared.name
+        engine = LocalEngine(EngineConfig(model=str(folder), served_model_name=name),
+                             log_path=Path(cfg.out_dir) / "engine.log")
+        url = engine.start()
+    try:
+        model = cfg.model_name or served_name(url)
+        t0 = time.monotonic()
+        rows, invalid = score_records(url, model, records, concurrency=cfg.concurrency)
+        secs = round(time.monotonic() - t0, 1)
+    finally:
+        if engine is not None:
+            engine.stop()
+    threshold, note = cfg.threshold, {}
+    if cfg.threshold_from:
+        dev = json.loads(Path(cfg.threshold_from).read_text())
+        threshold = pick_threshold(dev["sweep"], max_benign_fpr=cfg.max_benign_fpr)
+        note = {"note": f"threshold {threshold} chosen on {dev.get('data', cfg.threshold_from)} "
+                        f"(best F1 with benign FPR <= {cfg.max_benign_fpr:.0%})"}
+    rep = build_report(rows, name=cfg.name or model, threshold=threshold,
+                       extra={"engine": "vLLM /v1/completions (serving path)", "model": model,
+                              "data": str(cfg.data), "invalid_outputs": invalid, "seconds": secs, **note})
+    write_report(rows, rep, Path(cfg.out_dir))
+    print(json.dumps({"name": rep["name"], "f1": rep["overall"]["f1"], "macro_f1": rep["macro_f1"],
+                      "benign_fpr": rep["benign_fpr"], "best_f1_threshold": rep["best_f1_threshold"],
+                      "out": str(cfg.out_dir)}), flush=True)
+    return rep

@@ -1,0 +1,173 @@
+"""Evaluation maths (pure): confusion counts, precision/recall/F1, benign false-positive rate, sweeps.
+
+A scored pair is one (record, category) judgement with its gold label and P(Yes). A category
+flags a pair when score >= threshold (the service's rule). Conventions: precision of a category
+that flagged nothing is 0, recall of a category with no positives is 0, and F1 is 0 whenever
+precision + recall is 0. "Overall" is micro-averaged over every pair of every category (default
+categories and custom ones pooled under `custom`); macro F1 averages categories with positives.
+The benign false-positive rate counts texts, not pairs: a text with no default label is a false
+positive when any default category flags it — what a user of the service sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+CUSTOM = "custom"
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredPair:
+    record_id: str
+    category: str
+    label: bool
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    tn: int = 0
+
+    def __add__(self, o: Counts) -> Counts:
+        return Counts(self.tp + o.tp, self.fp + o.fp, self.fn + o.fn, self.tn + o.tn)
+
+    @property
+    def support(self) -> int:
+        return self.tp + self.fn
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    @property
+    def fpr(self) -> float:
+        return self.fp / (self.fp + self.tn) if self.fp + self.tn else 0.0
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {"tp": self.tp, "fp": self.fp, "fn": self.fn, "tn": self.tn, "support": self.support,
+                "precision": round(self.precision, 4), "recall": round(self.recall, 4), "f1": round(self.f1, 4)}
+
+
+def confusion(labels: Sequence[bool], scores: Sequence[float], threshold: float) -> Counts:
+    """Counts of one binary decision `score >= threshold` against gold labels."""
+    tp = fp = fn = tn = 0
+    for y, s in zip(labels, scores, strict=True):
+        hit = s >= threshold
+        if y and hit:
+            tp += 1
+        elif hit:
+            fp += 1
+        elif y:
+            fn += 1
+        else:
+            tn += 1
+    return Counts(tp, fp, fn, tn)
+
+
+def per_category(rows: Iterable[ScoredPair], threshold: float) -> dict[str, Counts]:
+    """Counts per category id, in first-seen order."""
+    by: dict[str, tuple[list[bool], list[float]]] = {}
+    for r in rows:
+        ys, ss = by.setdefault(r.category, ([], []))
+        ys.append(r.label)
+        ss.append(r.score)
+    return {c: confusion(ys, ss, threshold) for c, (ys, ss) in by.items()}
+
+
+def micro(counts: Iterable[Counts]) -> Counts:
+    total = Counts()
+    for c in counts:
+        total = total + c
+    return total
+
+
+def macro_f1(counts: dict[str, Counts]) -> float:
+    scored = [c.f1 for c in counts.values() if c.support]
+    return sum(scored) / len(scored) if scored else 0.0
+
+
+def benign_fpr(rows: Iterable[ScoredPair], threshold: float) -> tuple[int, int, float]:
+    """(flagged benign texts, benign texts, rate); benign = no default-category label."""
+    texts: dict[str, tuple[bool, bool]] = {}  # record -> (has a default label, flagged by a default category)
+    for r in rows:
+        if r.category == CUSTOM:
+            continue
+        pos, hit = texts.get(r.record_id, (False, False))
+        texts[r.record_id] = (pos or r.label, hit or r.score >= threshold)
+    benign = [hit for pos, hit in texts.values() if not pos]
+    flagged = sum(benign)
+    return flagged, len(benign), (flagged / len(benign) if benign else 0.0)
+
+
+def summary(rows: Sequence[ScoredPair], threshold: float) -> dict[str, object]:
+    """Everything the report states at one threshold."""
+    cats = per_category(rows, threshold)
+    total = micro(cats.values())
+    flagged, n_benign, rate = benign_fpr(rows, threshold)
+    return {"threshold": threshold, "overall": total.as_dict(), "macro_f1": round(macro_f1(cats), 4),
+            "benign_fpr": round(rate, 4), "benign_flagged": flagged, "benign_texts": n_benign,
+            "categories": {c: k.as_dict() for c, k in cats.items()}}
+
+
+def threshold_sweep(rows: Sequence[ScoredPair], thresholds: Sequence[float]) -> list[dict[str, float]]:
+    """Overall precision/recall/F1, macro F1 and benign FPR at each threshold."""
+    out = []
+    for t in thresholds:
+        cats = per_category(rows, t)
+        tot = micro(cats.values())
+        out.append({"threshold": t, "precision": round(tot.precision, 4), "recall": round(tot.recall, 4),
+                    "f1": round(tot.f1, 4), "macro_f1": round(macro_f1(cats), 4),
+                    "benign_fpr": round(benign_fpr(rows, t)[2], 4)})
+    return out
+
+
+def pr_curve(labels: Sequence[bool], scores: Sequence[float]) -> tuple[list[float], list[float], list[float]]:
+    """(precision, recall, threshold) at every distinct score, from the highest threshold down."""
+    pairs = sorted(zip(scores, labels, strict=True), key=lambda x: -x[0])
+    n_pos = sum(labels)
+    prec, rec, thr = [], [], []
+    tp = fp = 0
+    for i, (s, y) in enumerate(pairs):
+        tp += y
+        fp += not y
+        if i + 1 < len(pairs) and pairs[i + 1][0] == s:
+            continue
+        prec.append(tp / (tp + fp))
+        rec.append(tp / n_pos if n_pos else 0.0)
+        thr.append(s)
+    return prec, rec, thr
+
+
+def average_precision(labels: Sequence[bool], scores: Sequence[float]) -> float:
+    """Area under the step PR curve (sum of precision x recall increments)."""
+    prec, rec, _ = pr_curve(labels, scores)
+    ap, last_r = 0.0, 0.0
+    for p, r in zip(prec, rec, strict=True):
+        ap += p * (r - last_r)
+        last_r = r
+    return ap
+
+
+def pick_threshold(sweep: Sequence[dict[str, float]], *, max_benign_fpr: float = 0.10) -> float:
+    """The sweep threshold with the best overall F1 among those whose benign FPR stays within the limit.
+
+    Ties go to the threshold closest to 0.5; with no threshold inside the limit, the one with the lowest
+    benign FPR. Meant for a dev-split sweep, applied to the test split.
+    """
+    ok = [r for r in sweep if r["benign_fpr"] <= max_benign_fpr]
+    if not ok:
+        return min(sweep, key=lambda r: (r["benign_fpr"], -r["f1"]))["threshold"]
+    return max(ok, key=lambda r: (r["f1"], -abs(r["threshold"] - 0.5)))["threshold"]

@@ -1,0 +1,111 @@
+"""Evaluation report: JSON, markdown, PR-curve and confusion-matrix PNGs from scored pairs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from training.metrics import ScoredPair, average_precision, pr_curve, summary, threshold_sweep
+
+SWEEP = tuple(round(0.05 * i, 2) for i in range(1, 20))
+
+
+def build_report(rows: Sequence[ScoredPair], *, name: str, threshold: float, extra: dict[str, Any] | None = None
+                 ) -> dict[str, Any]:
+    """The report dictionary: summary at `threshold`, AP per category, sweep, best-F1 threshold."""
+    sweep = threshold_sweep(rows, SWEEP)
+    best = max(sweep, key=lambda r: (r["f1"], -abs(r["threshold"] - 0.5)))
+    cats = sorted({r.category for r in rows}, key=[r.category for r in rows].index)
+    ap = {c: round(average_precision([r.label for r in rows if r.category == c],
+                                     [r.score for r in rows if r.category == c]), 4) for c in cats}
+    return {"name": name, **summary(rows, threshold), "average_precision": ap, "sweep": sweep,
+            "best_f1_threshold": best["threshold"], "pairs": len(rows),
+            "texts": len({r.record_id for r in rows}), **(extra or {})}
+
+
+def markdown(rep: dict[str, Any]) -> str:
+    o = rep["overall"]
+    lines = [
+        f"# Evaluation: {rep['name']}",
+        "",
+        f"{rep['texts']} texts, {rep['pairs']} (text, category) pairs; threshold {rep['threshold']}.",
+        "",
+        f"**Overall (micro) F1 {o['f1']:.3f}** (precision {o['precision']:.3f}, recall {o['recall']:.3f}); "
+        f"macro F1 {rep['macro_f1']:.3f}; **benign false-positive rate {rep['benign_fpr']:.1%}** "
+        f"({rep['benign_flagged']}/{rep['benign_texts']} texts with no label flagged by some default category).",
+        "",
+        "| category | precision | recall | F1 | AP | positives | tp | fp | fn |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for c, k in rep["categories"].items():
+        lines.append(f"| `{c}` | {k['precision']:.3f} | {k['recall']:.3f} | {k['f1']:.3f} | "
+                     f"{rep['average_precision'].get(c, 0):.3f} | {k['support']} | {k['tp']} | {k['fp']} | {k['fn']} |")
+    lines += ["", f"## Threshold sweep (best overall F1 at {rep['best_f1_threshold']})", "",
+              "| threshold | precision | recall | F1 | macro F1 | benign FPR |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for r in rep["sweep"]:
+        lines.append(f"| {r['threshold']:.2f} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | "
+                     f"{r['macro_f1']:.3f} | {r['benign_fpr']:.1%} |")
+    for key in ("engine", "model", "invalid_outputs", "seconds", "note"):
+        if key in rep:
+            lines.append(f"\n{key}: {rep[key]}")
+    lines += ["", "![PR curves](pr_curve.png)", "", "![confusion](confusion.png)", ""]
+    return "\n".join(lines)
+
+
+def plot(rows: Sequence[ScoredPair], rep: dict[str, Any], out: Path) -> None:
+    """pr_curve.png (one curve per category + overall) and confusion.png (2x2 per category at the threshold)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cats = list(rep["categories"])
+    fig, ax = plt.subplots(figsize=(7, 6))
+    for c in [*cats, "overall"]:
+        sel = rows if c == "overall" else [r for r in rows if r.category == c]
+        ys = [r.label for r in sel]
+        if not any(ys):
+            continue
+        p, r, _ = pr_curve(ys, [x.score for x in sel])
+        ax.step([0.0, *r], [p[0], *p], where="post", label=c, lw=2.5 if c == "overall" else 1.2)
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02), title=f"PR curves: {rep['name']}")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="lower left")
+    else:
+        ax.text(0.5, 0.5, "no positive pairs", ha="center", va="center")
+    fig.tight_layout()
+    fig.savefig(out / "pr_curve.png", dpi=110)
+    plt.close(fig)
+
+    cols = 3
+    nrows = -(-len(cats) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 2.9 * nrows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i >= len(cats):
+            ax.axis("off")
+            continue
+        k = rep["categories"][cats[i]]
+        grid = [[k["tn"], k["fp"]], [k["fn"], k["tp"]]]
+        ax.imshow(grid, cmap="Blues")
+        for (y, x), v in [((0, 0), k["tn"]), ((0, 1), k["fp"]), ((1, 0), k["fn"]), ((1, 1), k["tp"])]:
+            ax.text(x, y, str(v), ha="center", va="center", fontsize=11)
+        ax.set_xticks([0, 1], ["pred no", "pred yes"])
+        ax.set_yticks([0, 1], ["gold no", "gold yes"])
+        ax.set_title(f"{cats[i]} (F1 {k['f1']:.2f})", fontsize=9)
+    fig.suptitle(f"confusion at threshold {rep['threshold']}: {rep['name']}")
+    fig.tight_layout()
+    fig.savefig(out / "confusion.png", dpi=110)
+    plt.close(fig)
+
+
+def write_report(rows: Sequence[ScoredPair], rep: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scores.jsonl").write_text("".join(
+        json.dumps({"record_id": r.record_id, "category": r.category, "label": r.label, "score": round(r.score, 6)})
+        + "\n" for r in rows))
+    (out / "report.json").write_text(json.dumps(rep, ensure_ascii=False, indent=1))
+    (out / "report.md").write_text(markdown(rep))
+    plot(rows, rep, out)

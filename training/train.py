@@ -1,0 +1,287 @@
+"""Fine-tune the judge: cross-entropy on the single answer token at the prompt's last position.
+
+`main(cfg)` loads the model (the prepared base 270M by default), optionally converts its linears
+for FP8 training (GPU) or int8 QAT (`prepare`), wraps it in LoRA (or trains every weight), and
+runs AdamW with warm-up + cosine decay over length-bucketed batches of sampled pairs
+(`training.pairs`). Every `save_every` steps it writes a checkpoint (trainable weights, optimiser,
+scheduler, step, RNG states); `resume=True` continues from the newest one, reproducing the same
+data order. The final adapter (or full model) goes to `output_dir/final` with `summary.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from training import precision
+from training.config import TrainConfig, to_jsonable
+from training.dataset import read_jsonl
+from training.modeling import (
+    Encoded,
+    base_model_dir,
+    check_answer_alignment,
+    collate,
+    encode,
+    last_logits,
+    load_model,
+    load_tokenizer,
+    pick_device,
+    set_threads,
+)
+from training.pairs import sample_pairs
+
+LORA_TARGETS = r"^(?!.*vision).*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
+"""Every linear layer of the language model (the 12B's vision tower stays untouched)."""
+
+
+@dataclass(slots=True)
+class Plan:
+    epochs: list[list[list[Encoded]]]  # epoch -> batches -> examples
+    dropped_long: int
+    pairs_per_epoch: int
+    total_steps: int
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def make_plan(cfg: TrainConfig, tok: Any) -> Plan:
+    """Every epoch's batches, fixed by the seed: pairs re-sampled per epoch, length-bucketed, shuffled."""
+    records = read_jsonl(cfg.train_file)
+    if not records:
+        raise ValueError(f"{cfg.train_file} holds no records; run `python -m training data build` first")
+    n_epochs = max(1, math.ceil(cfg.epochs))
+    epochs, dropped, per_epoch = [], 0, 0
+    for e in range(n_epochs):
+        pairs = sample_pairs(records, neg_ratio=cfg.neg_ratio, seed=cfg.seed * 1000 + e, hard_share=cfg.hard_neg_share)
+        if cfg.limit_pairs:
+            pairs = pairs[:cfg.limit_pairs]
+        enc, d = encode(tok, [p.judge_prompt() for p in pairs], [p.label for p in pairs], max_len=cfg.max_seq_len)
+        if e == 0:
+            check_answer_alignment(tok, pairs[0].judge_prompt())
+            dropped, per_epoch = d, len(enc)
+        epochs.append(_batches(enc, cfg.batch_size, random.Random(cfg.seed * 7919 + e), cfg.bucket_by_length))
+    micro = sum(len(b) for b in epochs)
+    steps_full = micro // cfg.grad_accum
+    total = cfg.max_steps or max(1, min(steps_full, round(cfg.epochs * len(epochs[0]) / cfg.grad_accum)))
+    return Plan(epochs, dropped, per_epoch, total)
+
+
+def _batches(enc: list[Encoded], batch_size: int, rng: random.Random, bucket: bool) -> list[list[Encoded]]:
+    """Shuffle into batches; with `bucket`, sort windows of 32 batches by length first (less padding)."""
+    enc = list(enc)
+    rng.shuffle(enc)
+    if not bucket:
+        return [enc[i:i + batch_size] for i in range(0, len(enc), batch_size)]
+    window = batch_size * 32
+    batches: list[list[Encoded]] = []
+    for start in range(0, len(enc), window):
+        chunk = sorted(enc[start:start + window], key=lambda x: len(x.ids))
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def micro_batches(plan: Plan) -> Iterator[list[Encoded]]:
+    for batches in plan.epochs:
+        yield from batches
+
+
+def build_model(cfg: TrainConfig, device: torch.device) -> tuple[Any, Any]:
+    """Tokenizer and the trainable model (precision conversions, then LoRA when asked)."""
+    model_dir = cfg.model_dir or str(base_model_dir())
+    tok = load_tokenizer(model_dir)
+    dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32
+    model = load_model(model_dir, dtype=dtype, device=device)
+    model.config.use_cache = False
+    if cfg.fp8 != "none":
+        precision.convert_fp8_training(model, cfg.fp8)
+    if cfg.qat != "none":
+        precision.qat_prepare(model)
+    if cfg.method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                          target_modules=LORA_TARGETS, bias="none", task_type="CAUSAL_LM")
+        model = get_peft_model(model, lcfg)
+    return tok, model
+
+
+def trainable_state(model: Any, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    if cfg.method == "lora":
+        from peft import get_peft_model_state_dict
+
+        return {k: v.detach().cpu() for k, v in get_peft_model_state_dict(model).items()}
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def load_trainable_state(model: Any, cfg: TrainConfig, state: dict[str, torch.Tensor]) -> None:
+    if cfg.method == "lora":
+        from peft import set_peft_model_state_dict
+
+        res = set_peft_model_state_dict(model, state)
+        unexpected = list(getattr(res, "unexpected_keys", None) or [])
+        if unexpected:
+            raise ValueError(f"checkpoint does not fit the model: unexpected {unexpected[:3]}")
+    else:
+        model.load_state_dict(state)
+
+
+def _lr_lambda(total: int, warmup: int) -> Any:
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return f
+
+
+def checkpoints(out: Path) -> list[Path]:
+    return sorted((p for p in out.glob("checkpoint-*") if (p / "state.json").exists()),
+                  key=lambda p: int(p.name.rsplit("-", 1)[1]))
+
+
+def save_checkpoint(out: Path, step: int, model: Any, opt: Any, sched: Any, cfg: TrainConfig,
+                    losses: list[float], elapsed: float) -> Path:
+    """Atomic: written to a temporary folder, then renamed; older ones pruned to `keep_checkpoints`."""
+    from safetensors.torch import save_file
+
+    final = out / f"checkpoint-{step}"
+    tmp = out / f".tmp-checkpoint-{step}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in trainable_state(model, cfg).items()}, str(tmp / "trainable.safetensors"))
+    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "rng_torch": torch.get_rng_state(), "rng_python": random.getstate()}, tmp / "optim.pt")
+    (tmp / "state.json").write_text(json.dumps({"step": step, "losses": losses, "elapsed_s": elapsed,
+                                                "config": to_jsonable(cfg)}, indent=1))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    for old in checkpoints(out)[:-max(1, cfg.keep_checkpoints)]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(ckpt: Path, model: Any, opt: Any, sched: Any, cfg: TrainConfig) -> tuple[int, list[float], float]:
+    from safetensors.torch import load_file
+
+    load_trainable_state(model, cfg, load_file(str(ckpt / "trainable.safetensors")))
+    extra = torch.load(ckpt / "optim.pt", weights_only=False)
+    opt.load_state_dict(extra["optimizer"])
+    sched.load_state_dict(extra["scheduler"])
+    torch.set_rng_state(extra["rng_torch"])
+    random.setstate(extra["rng_python"])
+    st = json.loads((ckpt / "state.json").read_text())
+    return int(st["step"]), list(st["losses"]), float(st["elapsed_s"])
+
+
+def save_final(model: Any, tok: Any, cfg: TrainConfig, out: Path) -> Path:
+    """LoRA: the adapter (bf16 safetensors + adapter_config.json); full: the whole HF folder."""
+    final = out / "final"
+    shutil.rmtree(final, ignore_errors=True)
+    if cfg.qat != "none":
+        final.mkdir(parents=True)
+        torch.save(trainable_state(model, cfg), final / "qat_state.pt")
+        return final
+    if cfg.method == "lora":
+        model.save_pretrained(str(final), safe_serialization=True)
+        precision.cast_safetensors(final / "adapter_model.safetensors", torch.bfloat16)
+    else:
+        model.save_pretrained(str(final), safe_serialization=True)
+        tok.save_pretrained(str(final))
+    return final
+
+
+def main(cfg: TrainConfig) -> dict[str, Any]:
+    """Run (or resume) one training run; returns the summary also written to `summary.json`."""
+    t_start = time.monotonic()
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.device)
+    threads = set_threads(cfg.threads) if device.type == "cpu" else 0
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tok, model = build_model(cfg, device)
+    plan = make_plan(cfg, tok)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(plan.total_steps,
+                                                              max(1, round(cfg.warmup_ratio * plan.total_steps))))
+    step, prior = 0, 0.0
+    losses: list[float] = []
+    if cfg.resume and (ck := checkpoints(out)):
+        step, losses, prior = load_checkpoint(ck[-1], model, opt, sched, cfg)
+        print(f"train: resumed from {ck[-1]} at step {step}", flush=True)
+    n_train = sum(p.numel() for p in params)
+    print(f"train: {plan.pairs_per_epoch} pairs/epoch ({plan.dropped_long} longer than {cfg.max_seq_len} tokens "
+          f"dropped), {plan.total_steps} steps, {n_train / 1e6:.2f}M trainable parameters, "
+          f"{threads or device} threads/device", flush=True)
+    log = (out / "train_log.jsonl").open("a")
+    model.train()
+    batches = micro_batches(plan)
+    for _ in range(step * cfg.grad_accum):  # same data order as an uninterrupted run
+        next(batches)
+    t_run = time.monotonic()
+    start_step, stopped_early = step, False
+    bar = tqdm(total=plan.total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
+    while step < plan.total_steps:
+        opt.zero_grad(set_to_none=True)
+        total = 0.0
+        for _ in range(cfg.grad_accum):
+            b = collate(next(batches), tok.pad_token_id)
+            logits = last_logits(model, b)
+            loss = torch.nn.functional.cross_entropy(logits, b["targets"].to(logits.device)) / cfg.grad_accum
+            loss.backward()
+            total += loss.detach().item()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        step += 1
+        losses.append(round(total, 5))
+        bar.update(1)
+        bar.set_postfix(loss=f"{total:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
+        if step % cfg.log_every == 0 or step == plan.total_steps:
+            log.write(json.dumps({"step": step, "loss": total, "lr": sched.get_last_lr()[0],
+                                  "elapsed_s": round(prior + time.monotonic() - t_run, 1)}) + "\n")
+            log.flush()
+        over = cfg.time_budget_s and prior + time.monotonic() - t_start > cfg.time_budget_s
+        if (cfg.save_every and step % cfg.save_every == 0) or over:
+            save_checkpoint(out, step, model, opt, sched, cfg, losses, prior + time.monotonic() - t_run)
+        if over:
+            stopped_early = True
+            print(f"train: time budget {cfg.time_budget_s:.0f} s reached at step {step}", flush=True)
+            break
+    bar.close()
+    log.close()
+    run_s = time.monotonic() - t_run
+    final = save_final(model, tok, cfg, out)
+    done = step - start_step
+    summary = {
+        "steps": step, "total_steps": plan.total_steps, "stopped_early": stopped_early,
+        "pairs_per_epoch": plan.pairs_per_epoch, "dropped_long": plan.dropped_long,
+        "trainable_params": n_train, "seconds_per_step": round(run_s / max(1, done), 3),
+        "train_seconds": round(prior + run_s, 1), "wall_seconds": round(time.monotonic() - t_start, 1),
+        "first_loss": losses[0] if losses else None,
+        "last_loss_mean10": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 5) if losses else None,
+        "final": str(final), "threads": threads, "config": to_jsonable(cfg),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(f"train: done, {step} steps, {summary['seconds_per_step']} s/step, final in {final}", flush=True)
+    return summary

@@ -96,6 +96,7 @@ def create_app_from_env() -> FastAPI:
 
 async def prepare_state(settings: Settings) -> None:
     """Migrate and bootstrap once, before worker processes start (they then skip both races)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine, close_db = await open_database(settings)
     try:
         if settings.migrate_on_start:

@@ -44,7 +44,7 @@ class QuantConfig:
     data: Path = field(default=DATA_DIR / "splits" / "test.jsonl", metadata={"help": "JSONL records"})
     every: int = field(default=1, metadata={"help": "use every N-th record (a deterministic subset)"})
     rows: str = field(default=",".join(ROWS), metadata={"help": "comma-separated rows to run"})
-    qat_steps: int = field(default=40, metadata={"help": "QAT fine-tuning steps from the tuned model"})
+    qat_steps: int = field(default=20, metadata={"help": "QAT fine-tuning steps from the tuned model"})
     qat_lr: float = field(default=1e-5, metadata={"help": "QAT learning rate (full fine-tuning)"})
     train_file: Path = field(default=DATA_DIR / "splits" / "train.jsonl", metadata={"help": "QAT training split"})
     out_dir: Path = field(default=Path("training/reports/quant"), metadata={"help": "one sub-folder per row"})
@@ -66,14 +66,15 @@ def qat_model(cfg: QuantConfig) -> tuple[Any, dict[str, Any]]:
     run = cfg.out_dir / "qat_run"
     tcfg = train_config(model_dir=str(cfg.model_dir), train_file=cfg.train_file, output_dir=run, method="full",
                         dtype="float32", qat="int8", max_steps=cfg.qat_steps, lr=cfg.qat_lr, save_every=0,
-                        warmup_ratio=0.1, log_every=5)
+                        warmup_ratio=0.1, log_every=5, train_embeddings=False)
     summary = train_main(tcfg)
     model = load_model(cfg.model_dir, dtype=torch.float32)
     precision.qat_prepare(model)
     state = torch.load(run / "final" / "qat_state.pt", weights_only=False)
     model.load_state_dict(state)
     precision.qat_convert(model)
-    return model, {"qat_steps": summary["steps"], "qat_seconds_per_step": summary["seconds_per_step"]}
+    return model, {"qat_steps": summary["steps"], "qat_seconds_per_step": summary["seconds_per_step"],
+                   "qat_pairs": summary["steps"] * tcfg.batch_size}
 
 
 def main(cfg: QuantConfig) -> dict[str, dict[str, Any]]:

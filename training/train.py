@@ -116,6 +116,8 @@ def build_model(cfg: TrainConfig, device: torch.device) -> tuple[Any, Any]:
         precision.convert_fp8_training(model, cfg.fp8)
     if cfg.qat != "none":
         precision.qat_prepare(model)
+    if cfg.method == "full" and not cfg.train_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
     if cfg.method == "lora":
         from peft import LoraConfig, get_peft_model
 

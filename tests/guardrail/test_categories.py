@@ -179,11 +179,16 @@ async def test_custom_japanese_category_is_judged_by_its_own_definition(pg_clien
     assert "investment_advice" in scores(after)
     inv = next(x for x in after["categories"] if x["id"] == "investment_advice")
     assert inv["name"] == "投資助言" and 0 <= inv["score"] <= 1
-    assert {k: v for k, v in scores(after).items() if k != "investment_advice"} == scores(before)
+    # Each category is its own prompt, so adding one cannot move the others; the CPU engine's bf16
+    # arithmetic can still differ by ~0.015 when the same prompt lands in a differently shaped batch
+    # under concurrent load, hence a tolerance far below any threshold step.
+    others = {k: v for k, v in scores(after).items() if k != "investment_advice"}
+    assert others == pytest.approx(scores(before), abs=0.03)
 
     r = await c.patch(f"/admin/v1/tenants/{tid}/categories/investment_advice",
                       json={"definition": "料理のレシピや調理方法について説明する発言。"}, headers=admin())
     assert r.status_code == 200
     edited = (await c.post("/v1/judge", json={"text": TEXT})).json()
     assert scores(edited)["investment_advice"] != scores(after)["investment_advice"]
-    assert {k: v for k, v in scores(edited).items() if k != "investment_advice"} == scores(before)
+    assert {k: v for k, v in scores(edited).items() if k != "investment_advice"} == pytest.approx(scores(before),
+                                                                                                abs=0.03)

@@ -156,6 +156,8 @@ class QueuedPublisher:
                     await self._replay_spool()
                 continue
             rows = [first]
+            # In flight from here: a shutdown cancelling the linger below must still spool `rows`.
+            self._inflight = rows
             if self._queue.qsize() < self._batch - 1:
                 # Let a batch gather: a delivery (transaction or publish call) costs far more than an
                 # event, and nobody waits on the log. Under load this turns ~3-event into full batches.
@@ -163,7 +165,6 @@ class QueuedPublisher:
             while len(rows) < self._batch and not self._queue.empty():
                 rows.append(self._queue.get_nowait())
             PUBLISH_QUEUE.set(self._queue.qsize())
-            self._inflight = rows
             ok = await self._write(rows)
             self._inflight = None
             if ok:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from guardrail.adapters.memory import MemoryVerdictCache
 from guardrail.judge.singleflight import SingleFlight
@@ -53,3 +54,25 @@ def test_log_text_forms() -> None:
     assert stored_text(t, "hash") is None
     m = mask(t)
     assert "090" not in m and "example" not in m and m.startswith("田中の電話は***-")
+
+
+async def test_shutdown_during_the_batch_linger_spools_the_event(tmp_path: Path) -> None:
+    """A flush that cancels the writer while it lingers for a fuller batch must not drop that batch."""
+    from guardrail.logs.publisher import QueuedPublisher, Spool
+    from guardrail.ports import JudgementEvent
+
+    delivered: list[dict[str, object]] = []
+
+    async def deliver(rows: list[dict[str, object]]) -> None:
+        delivered.extend(rows)
+
+    spool = Spool(tmp_path / "events.jsonl")
+    pub = QueuedPublisher(deliver, spool, sink="test", linger_s=5.0)
+    pub.start()
+    pub.publish(JudgementEvent(id="jdg_linger", tenant_id="t", api_key_id=None, direction="input", flagged=False,
+                               flagged_categories=[], scores={}, model="m", latency_ms=1.0, cached=True, text=None,
+                               prompt=None, text_sha256="ab" * 32, text_mode="hash", reason=None,
+                               created_at="2026-11-22T00:00:00+00:00"))
+    await asyncio.sleep(0.05)  # the writer has taken the event and is lingering
+    await pub.flush(timeout_s=0.1)
+    assert [r["id"] for r in delivered] + [r["id"] for r in spool.take()] == ["jdg_linger"]

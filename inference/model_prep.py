@@ -221,15 +221,20 @@ def prepare_base_model(
             "weights_sha256": _sha256(tmp / "model.safetensors"),
             **facts,
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2))
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
+        _install(tmp, target, manifest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _say(progress, f"model prepare: {target} ready in {time.monotonic() - t0:.0f} s")
     return PreparedModel(target, BASE_MODEL_NAME, manifest)
+
+
+def _install(tmp: Path, target: Path, manifest: dict[str, object]) -> None:
+    """Write the manifest into the finished build folder and swap it in place of `target`."""
+    (tmp / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2))
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
 
 
 def _sha256(path: Path) -> str:
@@ -386,10 +391,7 @@ def prepare_tuned_model(cache_dir: Path | None = None, *, force: bool = False, p
         facts = verify_judge(tmp)
         manifest = {"name": name, **want, "base": BASE_MODEL_NAME, "adapter": adapter_dir.name,
                     "weights_sha256": _sha256(tmp / "model.safetensors"), **facts}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2))
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
+        _install(tmp, target, manifest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -42,8 +42,13 @@ def engine(prepared_model: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
     iteration only; CI leaves it unset and starts its own).
     """
     cfg = EngineConfig(model=str(prepared_model.path), served_model_name=prepared_model.name)
-    eng = LocalEngine(cfg, log_path=tmp_path_factory.mktemp("engine") / "engine.log")
-    if url := os.environ.get("GUARDRAIL_TEST_ENGINE_URL"):
+    yield from running_engine(cfg, tmp_path_factory.mktemp("engine"), "GUARDRAIL_TEST_ENGINE_URL")
+
+
+def running_engine(cfg: EngineConfig, log_dir: Path, reuse_env: str) -> Iterator[LocalEngine]:
+    """A real vLLM CPU server for `cfg`, or the one at $reuse_env (local iteration only; CI leaves it unset)."""
+    eng = LocalEngine(cfg, log_path=log_dir / "engine.log")
+    if url := os.environ.get(reuse_env):
         eng.host, eng.port = url.rsplit("://", 1)[1].rsplit(":", 1)[0], int(url.rsplit(":", 1)[1])
         yield eng
         return

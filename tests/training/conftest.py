@@ -9,7 +9,6 @@ tuned model; GUARDRAIL_TEST_EXPORT_ENGINE_URL reuses one already running on such
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -74,12 +73,7 @@ def exported_tuned(tmp_path_factory: pytest.TempPathFactory, base_dir: Path) -> 
 @pytest.fixture(scope="session")
 def export_engine(exported_tuned: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEngine]:
     """A real vLLM CPU server loading the exported folder."""
+    from tests.conftest import running_engine
+
     cfg = EngineConfig(model=str(exported_tuned), served_model_name="jp-judge-export")
-    eng = LocalEngine(cfg, log_path=tmp_path_factory.mktemp("export-engine") / "engine.log")
-    if url := os.environ.get("GUARDRAIL_TEST_EXPORT_ENGINE_URL"):
-        eng.host, eng.port = url.rsplit("://", 1)[1].rsplit(":", 1)[0], int(url.rsplit(":", 1)[1])
-        yield eng
-        return
-    eng.start(timeout_s=float(os.environ.get("GUARDRAIL_TEST_ENGINE_TIMEOUT", "600")))
-    yield eng
-    eng.stop()
+    yield from running_engine(cfg, tmp_path_factory.mktemp("export-engine"), "GUARDRAIL_TEST_EXPORT_ENGINE_URL")

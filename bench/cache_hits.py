@@ -127,13 +127,14 @@ def main() -> None:
     ap.add_argument("--engine-url")
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--connections", type=int, nargs="+", default=[8, 32])
+    ap.add_argument("--workers", type=int, default=2, help="GUARDRAIL_WORKERS of the served API (one per core)")
     ap.add_argument("--out", default=str(ROOT / "bench/results/cache_hits.json"))
     args = ap.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
     m, eng, url = engine_for(args.engine_url)
     data = Path(tempfile.mkdtemp(prefix="bench-cache-"))
-    serve, base = start_serve(url, m.name, data)
+    serve, base = start_serve(url, m.name, data, {"GUARDRAIL_WORKERS": str(args.workers)})
     rows = []
     try:
         print(f"priming {len(TEXTS)} texts through the model …", flush=True)

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     max_custom_categories: int = Field(32, ge=0, le=256)
     verdict_cache_ttl_s: int = Field(24 * 3600, ge=0)
     verdict_cache_entries: int = Field(50_000, ge=0)
+    verdict_cache_local_ttl_s: int = Field(
+        60, ge=0, description="With Redis: each process also keeps the verdicts it saw for this long (0 = off), so "
+                              "a repeated text costs no Redis round trip. Keys hold the text, model and category "
+                              "definition, so a local verdict is never stale; it can outlive its Redis entry by "
+                              "at most this long.")
     config_cache_ttl_s: float = Field(30.0, ge=0)
     redis_prefix: str = Field("gr:", description="Namespace of every key, so deployments can share a Redis.")
     redis_timeout_s: float = Field(0.05, gt=0, description="Per Redis call; a slow cache is skipped, not waited on.")

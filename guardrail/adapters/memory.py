@@ -1,4 +1,4 @@
-"""In-process adapters: the embedded default's LRU verdict cache with TTL, and the no-model judge port."""
+"""In-process adapters: the LRU verdict cache with TTL (alone, or in front of Redis), and the no-model judge port."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
 from guardrail.errors import ModelUnavailable
-from guardrail.ports import ScoreBatch
+from guardrail.ports import CacheUnavailable, ScoreBatch, VerdictCache
 
 
 class MemoryVerdictCache:
@@ -47,6 +47,43 @@ class MemoryVerdictCache:
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+class TieredVerdictCache:
+    """A process-local LRU in front of a shared cache (Redis).
+
+    Reads try the local layer first and ask the shared one only for what it lacks, copying what
+    it finds; writes go to both. The local copy lives at most `local_ttl_s` (or the verdict TTL, if
+    shorter). A shared cache that is down (`CacheUnavailable`) still leaves the local hits usable.
+    """
+
+    def __init__(self, shared: VerdictCache, *, local_ttl_s: int, max_entries: int) -> None:
+        self.shared = shared
+        self.local = MemoryVerdictCache(max_entries)
+        self.local_ttl_s = local_ttl_s
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, float]:
+        found = await self.local.get_many(keys)
+        if len(found) == len(keys):
+            return found
+        rest = [k for k in keys if k not in found]
+        try:
+            remote = await self.shared.get_many(rest)
+        except CacheUnavailable:
+            if found:
+                return found
+            raise
+        if remote:
+            await self.local.set_many(remote, self.local_ttl_s)
+            found.update(remote)
+        return found
+
+    async def set_many(self, items: Mapping[str, float], ttl_s: int) -> None:
+        await self.local.set_many(items, min(ttl_s, self.local_ttl_s))
+        await self.shared.set_many(items, ttl_s)
+
+    async def ping(self) -> bool:
+        return await self.shared.ping()
 
 
 class UnavailableJudgeModel:

@@ -100,13 +100,24 @@ class RedisContextCache(ContextCache):
         self._b = breaker
         self._redis_ttl = max(1, int(ttl_s))
         self._prefix = prefix
+        # key hash -> (the JSON Redis gave, its parse): the same bytes are not parsed again.
+        self._decoded: dict[str, tuple[bytes | str, TenantContext]] = {}
 
     async def fresh(self, key_hash: str) -> TenantContext | None:
         try:
             raw = await self._b.call(lambda r: r.get(self._prefix + key_hash))
         except CacheUnavailable:
             return None
-        return context_from_json(raw) if raw else None
+        if not raw:
+            return None
+        seen = self._decoded.get(key_hash)
+        if seen is not None and seen[0] == raw:
+            return seen[1]
+        ctx = context_from_json(raw)
+        if len(self._decoded) >= 10_000:
+            self._decoded.clear()
+        self._decoded[key_hash] = (raw, ctx)
+        return ctx
 
     async def put(self, key_hash: str, ctx: TenantContext) -> None:
         await super().put(key_hash, ctx)

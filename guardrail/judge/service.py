@@ -9,6 +9,7 @@ change another category's score.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -48,9 +49,14 @@ def verdict_keys(ctx: TenantContext, model: str, req: JudgeRequest, cats: Sequen
     keys = []
     for cat in cats:
         h = head.copy()
-        h.update(json.dumps([cat.name, cat.definition], ensure_ascii=False).encode())
+        h.update(_category_part(cat.name, cat.definition))
         keys.append("v2:" + h.hexdigest())
     return keys
+
+
+@functools.lru_cache(maxsize=4096)
+def _category_part(name: str, definition: str) -> bytes:
+    return json.dumps([name, definition], ensure_ascii=False).encode()
 
 
 def validate(req: JudgeRequest) -> None:

@@ -11,7 +11,9 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from guardrail.adapters.memory import TieredVerdictCache
 from guardrail.adapters.redis import RedisBreaker, RedisContextCache, RedisVerdictCache
+from guardrail.ports import CacheUnavailable
 from guardrail.tenants.context import CategoryConf, TenantContext
 from inference.launcher import LocalEngine
 from tests.conftest import admin, app_client, make_settings, tenant_id
@@ -33,6 +35,36 @@ async def test_verdict_cache_hits_misses_and_ttl() -> None:
         assert await cache.get_many(["a", "b"]) == {}
     finally:
         await b.aclose()
+
+
+async def test_local_tier_spares_round_trips_and_outlives_redis_only_briefly() -> None:
+    """The process-local layer in front of Redis: copies what Redis has, keeps it at most local_ttl_s."""
+    proxy = TcpProxy("127.0.0.1", 6379)
+    await proxy.start()
+    prefix = f"test:{uuid.uuid4().hex}:"
+    b, other_b = RedisBreaker(f"redis://127.0.0.1:{proxy.port}/0", cooldown_s=0.0), RedisBreaker(REDIS)
+    tiered = TieredVerdictCache(RedisVerdictCache(b, prefix=prefix), local_ttl_s=1, max_entries=100)
+    other = TieredVerdictCache(RedisVerdictCache(other_b, prefix=prefix), local_ttl_s=60, max_entries=100)
+    try:
+        await other.set_many({"a": 0.25, "b": 0.75}, ttl_s=60)  # written by another process
+        assert await other_b.client.ttl(prefix + "a") > 50  # Redis keeps the verdict TTL, not the local one
+        assert await tiered.get_many(["a", "c"]) == {"a": 0.25}  # from Redis, now copied locally
+        await proxy.cut()
+        # Redis unreachable: what this process holds still serves; what it lacks is a cache failure.
+        assert await tiered.get_many(["a", "b"]) == {"a": 0.25}
+        with pytest.raises(CacheUnavailable):
+            await tiered.get_many(["b"])
+        await asyncio.sleep(1.2)  # past local_ttl_s: the local copy is gone, nothing is served
+        with pytest.raises(CacheUnavailable):
+            await tiered.get_many(["a"])
+        await proxy.restore()
+        assert await tiered.get_many(["a", "b"]) == {"a": 0.25, "b": 0.75}
+        await other_b.client.delete(prefix + "a", prefix + "b")
+        assert await tiered.get_many(["a", "b"]) == {"a": 0.25, "b": 0.75}  # local copies, no round trip
+    finally:
+        await proxy.cut()
+        await b.aclose()
+        await other_b.aclose()
 
 
 async def _engine_sequences(engine: LocalEngine) -> float:
@@ -98,8 +130,10 @@ async def test_an_edit_on_one_instance_invalidates_the_others() -> None:
 async def test_redis_outage_fails_no_request_and_caching_resumes(engine: LocalEngine, tmp_path: Path) -> None:
     proxy = TcpProxy("127.0.0.1", 6379)
     await proxy.start()
+    # Without the process-local layer, which would keep serving these texts through the outage
+    # (test_local_tier_spares_round_trips_and_outlives_redis_only_briefly covers that layer).
     settings = make_settings(tmp_path, inference_url=engine.url, redis_url=f"redis://127.0.0.1:{proxy.port}/0",
-                             redis_cooldown_s=0.3)
+                             redis_cooldown_s=0.3, verdict_cache_local_ttl_s=0)
     texts = [f"障害試験 {i} {uuid.uuid4().hex[:4]}" for i in range(3)]
     statuses: list[int] = []
     async with app_client(settings) as c:

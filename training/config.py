@@ -64,6 +64,16 @@ class TrainConfig:
             "share of the negatives taken from the category's own file / benign look-alikes before random negatives"
         ),
     )
+    cross_neg_share: float = field(
+        default=0.0,
+        metadata=_h("share of the negatives taken from texts that violate another default category "
+                    "(the wrong-category question; hard + cross must not exceed 1)"),
+    )
+    init_adapter: str = field(
+        default="",
+        metadata=_h("start LoRA from this adapter folder (adapter_model.safetensors; same rank and targets) "
+                    "instead of a fresh initialisation: a second stage on top of an earlier run"),
+    )
     epochs: float = field(default=1.5, metadata=_h("passes over the sampled pairs (fractions allowed)"))
     max_steps: int = field(default=0, metadata=_h("stop after this many optimiser steps (0 = from epochs)"))
     batch_size: int = field(default=8, metadata=_h("pairs per micro-batch"))

@@ -5,8 +5,9 @@ plus one for its custom category, exactly as serving would judge it: the prompt 
 `inference.contract.build_prompt`, the answer `target_answer`. Training cannot afford all pairs
 on 2 CPU cores (8 of 9 are negatives), so `sample_pairs` keeps every positive and every custom
 pair and, per category, `neg_ratio` negatives per positive: first the category's own file's
-negatives (look-alikes written against that very definition), then benign-file texts and other
-categories' texts at random. Negatives are re-drawn each epoch (`seed` + epoch).
+negatives (look-alikes written against that very definition) and, with `cross_share`, texts that
+violate another category, then benign-file texts and other texts at random. Negatives are
+re-drawn each epoch (`seed` + epoch).
 """
 
 from __future__ import annotations
@@ -66,16 +67,21 @@ def all_pairs(records: Iterable[dict[str, Any]]) -> list[Pair]:
 
 
 def sample_pairs(records: Sequence[dict[str, Any]], *, neg_ratio: float, seed: int,
-                 hard_share: float = 0.5) -> list[Pair]:
+                 hard_share: float = 0.5, cross_share: float = 0.0) -> list[Pair]:
     """Training pairs for one epoch (see the module docstring), shuffled with `seed`.
 
     Args:
         records: dataset records (a split).
         neg_ratio: negatives per positive, per default category.
         seed: the draw of negatives and the order.
-        hard_share: at most this share of a category's negatives comes from its own file; the rest is
-            split evenly between benign-file texts and every other text.
+        hard_share: at most this share of a category's negatives comes from its own file.
+        cross_share: at most this share comes from texts that violate a *different* default category
+            (the same harmful text asked about the wrong category: what teaches the model to read the
+            definition instead of answering "is this harmful at all").
+            The rest is split evenly between benign-file texts and every other text.
     """
+    if not 0 <= hard_share + cross_share <= 1:
+        raise ValueError(f"hard_share + cross_share must lie in [0, 1], got {hard_share} + {cross_share}")
     rng = random.Random(seed)
     by_cat: dict[str, dict[str, list[Pair]]] = {}
     extra: list[Pair] = []
@@ -84,11 +90,13 @@ def sample_pairs(records: Sequence[dict[str, Any]], *, neg_ratio: float, seed: i
             if p.category.id == CUSTOM:
                 extra.append(p)  # few, each with its own definition: all of them, every epoch
                 continue
-            slot = by_cat.setdefault(p.category.id, {"pos": [], "hard": [], "benign": [], "other": []})
+            slot = by_cat.setdefault(p.category.id, {"pos": [], "hard": [], "cross": [], "benign": [], "other": []})
             if p.label:
                 slot["pos"].append(p)
             elif p.source == p.category.id:
                 slot["hard"].append(p)
+            elif cross_share and r["labels"]:
+                slot["cross"].append(p)
             elif p.source == "benign":
                 slot["benign"].append(p)
             else:
@@ -98,19 +106,21 @@ def sample_pairs(records: Sequence[dict[str, Any]], *, neg_ratio: float, seed: i
         slot = by_cat[cid]
         chosen += slot["pos"]
         want = round(neg_ratio * len(slot["pos"]))
-        pools = [list(slot["hard"]), list(slot["benign"]), list(slot["other"])]
-        for pool in pools:
-            rng.shuffle(pool)
-        quota = [round(want * hard_share)]
-        quota.append((want - min(quota[0], len(pools[0]))) // 2)
-        quota.append(want)
-        taken = [pool[:min(q, len(pool))] for pool, q in zip(pools, quota, strict=True)]
-        taken[2] = taken[2][:want - len(taken[0]) - len(taken[1])]
-        short = want - sum(map(len, taken))
-        for i in (1, 0):  # a short pool is made up from benign texts first, then the category's own file
-            extra_k = min(short, len(pools[i]) - len(taken[i]))
-            taken[i] += pools[i][len(taken[i]):len(taken[i]) + extra_k]
+        names = ("hard", "cross", "benign", "other")
+        pools = {k: list(slot[k]) for k in names}
+        for k in names:
+            rng.shuffle(pools[k])
+        taken: dict[str, list[Pair]] = {}
+        for k, share in (("hard", hard_share), ("cross", cross_share)):
+            taken[k] = pools[k][:min(round(want * share), len(pools[k]))]
+        rest = want - len(taken["hard"]) - len(taken["cross"])
+        taken["benign"] = pools["benign"][:min(rest // 2, len(pools["benign"]))]
+        taken["other"] = pools["other"][:min(rest - len(taken["benign"]), len(pools["other"]))]
+        short = want - sum(map(len, taken.values()))
+        for k in ("benign", "cross", "hard"):  # a short pool is made up from benign texts first
+            extra_k = min(short, len(pools[k]) - len(taken[k]))
+            taken[k] += pools[k][len(taken[k]):len(taken[k]) + extra_k]
             short -= extra_k
-        chosen += [p for t in taken for p in t]
+        chosen += [p for k in names for p in taken[k]]
     rng.shuffle(chosen)
     return chosen

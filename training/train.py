@@ -71,7 +71,8 @@ def make_plan(cfg: TrainConfig, tok: Any) -> Plan:
     n_epochs = max(1, math.ceil(cfg.epochs))
     epochs, dropped, per_epoch = [], 0, 0
     for e in range(n_epochs):
-        pairs = sample_pairs(records, neg_ratio=cfg.neg_ratio, seed=cfg.seed * 1000 + e, hard_share=cfg.hard_neg_share)
+        pairs = sample_pairs(records, neg_ratio=cfg.neg_ratio, seed=cfg.seed * 1000 + e,
+                             hard_share=cfg.hard_neg_share, cross_share=cfg.cross_neg_share)
         if cfg.limit_pairs:
             pairs = pairs[:cfg.limit_pairs]
         enc, d = encode(tok, [p.judge_prompt() for p in pairs], [p.label for p in pairs], max_len=cfg.max_seq_len)
@@ -124,7 +125,21 @@ def build_model(cfg: TrainConfig, device: torch.device) -> tuple[Any, Any]:
         lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules=LORA_TARGETS, bias="none", task_type="CAUSAL_LM")
         model = get_peft_model(model, lcfg)
+        if cfg.init_adapter:
+            load_trainable_state(model, cfg, read_adapter(Path(cfg.init_adapter), dtype))
+    elif cfg.init_adapter:
+        raise ValueError("--init-adapter needs --method lora")
     return tok, model
+
+
+def read_adapter(folder: Path, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The LoRA weights of a saved adapter folder in the training dtype (`load_trainable_state` refuses a misfit)."""
+    from safetensors.torch import load_file
+
+    f = folder / "adapter_model.safetensors"
+    if not f.is_file():
+        raise FileNotFoundError(f"--init-adapter {folder}: no adapter_model.safetensors there")
+    return {k: v.to(dtype) for k, v in load_file(str(f)).items()}
 
 
 def trainable_state(model: Any, cfg: TrainConfig) -> dict[str, torch.Tensor]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from inference.contract import build_prompt, target_answer
 from training.pairs import DEFAULT_SPECS, all_pairs, expand, sample_pairs
 
@@ -40,3 +42,21 @@ def test_sampling_keeps_every_positive_and_draws_negatives_by_ratio() -> None:
     other = sample_pairs(recs, neg_ratio=2.0, seed=2)
     assert [(p.record_id, p.category.id) for p in other] != [(p.record_id, p.category.id) for p in pairs]
     assert len(all_pairs(recs)) == 64 * 8 + 4
+
+
+def test_cross_share_asks_other_categories_violations_about_the_wrong_category() -> None:
+    recs = [_rec(i, "violence", ["violence"] if i % 2 else []) for i in range(1, 41)]
+    recs += [_rec(i, "hate", ["hate"]) for i in range(1, 31)]
+    recs += [_rec(i, "benign", []) for i in range(1, 21)]
+    pairs = sample_pairs(recs, neg_ratio=2.0, seed=1, hard_share=0.25, cross_share=0.5)
+    neg = [p for p in pairs if p.category.id == "violence" and not p.label]
+    assert len(neg) == 40
+    assert sum(p.source == "violence" for p in neg) == 10
+    assert sum(p.source == "hate" for p in neg) == 20  # violate hate, asked about violence
+    assert sum(p.source == "benign" for p in neg) == 10
+    # without a cross share, the hate texts only come in through the random "other" quarter
+    plain = [p for p in sample_pairs(recs, neg_ratio=2.0, seed=1, hard_share=0.25)
+             if p.category.id == "violence" and not p.label]
+    assert sum(p.source == "hate" for p in plain) == 15
+    with pytest.raises(ValueError, match="hard_share"):
+        sample_pairs(recs, neg_ratio=2.0, seed=1, hard_share=0.6, cross_share=0.6)

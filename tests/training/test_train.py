@@ -68,3 +68,20 @@ def test_left_padding_does_not_change_the_score(base_dir: Path) -> None:
     together = score_prompts(model, tok, prompts, batch_size=3)
     alone = [score_prompts(model, tok, [p], batch_size=1)[0] for p in prompts]
     assert together == pytest.approx(alone, abs=1e-4)
+
+
+def test_a_second_stage_starts_from_the_given_adapter_and_refuses_a_misfit(tmp_path: Path) -> None:
+    """--init-adapter loads the shipped default adapter into the fresh LoRA (bit for bit, in fp32)."""
+    from training.config import ADAPTER_DIR
+
+    shipped = load_file(str(ADAPTER_DIR / "adapter_model.safetensors"))
+    _, model = build_model(train_config(output_dir=tmp_path, init_adapter=str(ADAPTER_DIR)), torch.device("cpu"))
+    from peft import get_peft_model_state_dict
+
+    state = get_peft_model_state_dict(model)
+    assert state.keys() == shipped.keys()
+    assert all(torch.equal(state[k].to(torch.bfloat16), shipped[k]) for k in shipped)
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        build_model(train_config(output_dir=tmp_path, init_adapter=str(ADAPTER_DIR), lora_r=8), torch.device("cpu"))
+    with pytest.raises(FileNotFoundError, match=r"adapter_model\.safetensors"):
+        build_model(train_config(output_dir=tmp_path, init_adapter=str(tmp_path)), torch.device("cpu"))

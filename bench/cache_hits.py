@@ -1,14 +1,17 @@
 """Throughput and latency of cache-hit judgements: the service with Redis, loaded by wrk.
 
-What it measures: `POST /v1/judge` requests whose every category verdict is already in Redis
+What it measures: `POST /v1/judge` requests whose every category verdict is already cached
 (the common case for templates, retries and popular prompts), so no model call is made. The
-service runs as `guardrail serve` (one process) with GUARDRAIL_REDIS_URL; the load comes from a
-separate process, `wrk` (Debian package `wrk`), on the same 2-core machine.
+service runs as `guardrail serve` with GUARDRAIL_REDIS_URL and `--workers` worker processes
+(default 2, one per core); the load comes from a separate process, `wrk` (Debian package `wrk`),
+on the same 2-core machine. Each judgement log mode (`--logging on off`: the embedded default's
+log writer into SQLite, or GUARDRAIL_JUDGEMENT_LOG=off) gets its own service.
 
-    .venv/bin/python bench/cache_hits.py [--engine-url URL] [--seconds 20] [--connections 32]
+    .venv/bin/python bench/cache_hits.py [--engine-url URL] [--seconds 20] [--connections 8 32]
 
 It primes N texts through the real model once, checks they come back `cached: true`, then runs
-wrk cycling over them and prints requests/s and p50/p99/max latency; JSON goes to --out.
+wrk cycling over them and prints requests/s, p50/p99/max latency and the CPU time per request of
+the service (all its processes and threads), Redis and wrk; JSON goes to --out.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -87,7 +91,7 @@ def prime(base: str) -> None:
         raise SystemExit(f"{len(bad)} primed texts were not served from the cache")
 
 
-def parse_wrk(out: str) -> dict[str, float]:
+def parse_wrk(out: str) -> dict[str, Any]:
     def ms(v: str) -> float:
         num, unit = re.match(r"([0-9.]+)(us|ms|s)", v).groups()  # type: ignore[union-attr]
         return float(num) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
@@ -112,14 +116,56 @@ def engine_for(engine_url: str | None) -> tuple[Any, LocalEngine | None, str]:
     return m, eng, eng.start()
 
 
-def run_wrk(base: str, data: Path, conns: int, seconds: int) -> dict[str, float]:
-    """wrk cycling over the primed texts: requests/s and latency percentiles."""
+def _cpu_s(pid: int) -> float:
+    """utime + stime of one process (all its threads), in seconds; 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree(root: int) -> list[int]:
+    """`root` and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += children.get(pid, [])
+    return out
+
+
+def _redis_pids() -> list[int]:
+    found = subprocess.run(["pgrep", "-x", "redis-server"], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in found]
+
+
+def run_wrk(base: str, data: Path, conns: int, seconds: int, serve_pid: int) -> dict[str, Any]:
+    """wrk cycling over the primed texts: requests/s, latency percentiles, CPU ms per request."""
     script = data / "judge.lua"
     script.write_text(LUA % (", ".join(json.dumps(t, ensure_ascii=False) for t in TEXTS), KEY))
     print(f"wrk: {conns} connections, {seconds} s …", flush=True)
+    groups = {"serve": _tree(serve_pid), "redis": _redis_pids()}
+    before = {g: sum(map(_cpu_s, pids)) for g, pids in groups.items()}
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(script), base],
                          capture_output=True, text=True, check=True).stdout
-    return parse_wrk(out)
+    after = {g: sum(map(_cpu_s, pids)) for g, pids in groups.items()}
+    kids_after = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk is the only child reaped meanwhile
+    after["wrk"] = kids_after.ru_utime + kids_after.ru_stime
+    before["wrk"] = kids.ru_utime + kids.ru_stime
+    row = parse_wrk(out)
+    n = int(m.group(1)) if (m := re.search(r"(\d+) requests in", out)) else 1
+    row.update({f"{g}_cpu_ms_per_req": round(1000 * (after[g] - before[g]) / n, 3) for g in after})
+    return row
 
 
 def main() -> None:
@@ -128,31 +174,40 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--connections", type=int, nargs="+", default=[8, 32])
     ap.add_argument("--workers", type=int, default=2, help="GUARDRAIL_WORKERS of the served API (one per core)")
+    ap.add_argument("--logging", nargs="+", choices=["on", "off"], default=["on", "off"],
+                    help="judgement log modes to measure, one service each")
     ap.add_argument("--out", default=str(ROOT / "bench/results/cache_hits.json"))
     args = ap.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
     m, eng, url = engine_for(args.engine_url)
-    data = Path(tempfile.mkdtemp(prefix="bench-cache-"))
-    serve, base = start_serve(url, m.name, data, {"GUARDRAIL_WORKERS": str(args.workers)})
     rows = []
     try:
-        print(f"priming {len(TEXTS)} texts through the model …", flush=True)
-        prime(base)
-        for conns in args.connections:
-            rows.append({"connections": conns, **run_wrk(base, data, conns, args.seconds)})
+        for logging in args.logging:
+            data = Path(tempfile.mkdtemp(prefix="bench-cache-"))
+            extra = {"GUARDRAIL_WORKERS": str(args.workers), "GUARDRAIL_JUDGEMENT_LOG": logging}
+            serve, base = start_serve(url, m.name, data, extra)
+            try:
+                print(f"logging {logging}: priming {len(TEXTS)} texts through the model …", flush=True)
+                prime(base)
+                for conns in args.connections:
+                    rows.append({"logging": logging, "workers": args.workers, "connections": conns,
+                                 **run_wrk(base, data, conns, args.seconds, serve.pid)})
+            finally:
+                os.killpg(serve.pid, signal.SIGTERM)
+                serve.wait(30)
     finally:
-        os.killpg(serve.pid, signal.SIGTERM)
-        serve.wait(30)
         if eng:
             eng.stop()
-    print(f"\ncache-hit judgements, 8 categories, one `guardrail serve` process + Redis, "
-          f"wrk on the same {os.cpu_count()} cores\n")
-    print(f"{'conns':>5}  {'req/s':>8}  {'p50 ms':>7}  {'p99 ms':>7}  {'max ms':>7}  {'non-2xx':>7}")
+    print(f"\ncache-hit judgements, 8 categories, `guardrail serve` with {args.workers} worker(s) + Redis, "
+          f"wrk on the same {os.cpu_count()} cores, {args.seconds} s per row\n")
+    print(f"{'logging':>7}  {'conns':>5}  {'req/s':>7}  {'p50 ms':>7}  {'p99 ms':>7}  {'max ms':>7}  {'non-2xx':>7}"
+          f"  {'CPU ms/req: serve':>17}  {'redis':>5}  {'wrk':>5}")
     for r in rows:
-        print(f"{r['connections']:>5}  {r['requests_per_s']:>8.0f}  {r['p50_ms']:>7.2f}  {r['p99_ms']:>7.2f}  "
-              f"{r['max_ms']:>7.1f}  {r['non_2xx']:>7}")
-    print("targets: ≥ 2,000 judgements/s with p99 ≤ 20 ms")
+        print(f"{r['logging']:>7}  {r['connections']:>5}  {r['requests_per_s']:>7.0f}  {r['p50_ms']:>7.2f}  "
+              f"{r['p99_ms']:>7.2f}  {r['max_ms']:>7.1f}  {r['non_2xx']:>7}  {r['serve_cpu_ms_per_req']:>17.3f}  "
+              f"{r['redis_cpu_ms_per_req']:>5.3f}  {r['wrk_cpu_ms_per_req']:>5.3f}")
+    print("target: ≥ 2,000 judgements/s with p99 ≤ 20 ms")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"rows": rows, "seconds": args.seconds}, indent=2))
 

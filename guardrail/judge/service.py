@@ -21,7 +21,7 @@ from guardrail.errors import InvalidRequest, ModelOutputInvalid, ModelTimeout, M
 from guardrail.judge.schemas import CategoryVerdict, JudgeRequest, JudgeResponse
 from guardrail.judge.singleflight import SingleFlight
 from guardrail.logs.privacy import stored_text, text_sha256
-from guardrail.observability import CACHE_ERRORS, CACHE_EVENTS, VERDICTS, log
+from guardrail.observability import CACHE_ERRORS, CACHE_EVENTS, VERDICTS, labelled, log
 from guardrail.ports import CacheUnavailable, EventPublisher, JudgementEvent, JudgeModel, VerdictCache
 from guardrail.tenants.context import CategoryConf, TenantContext
 from inference.contract import (
@@ -105,9 +105,9 @@ class JudgeService:
         keys = verdict_keys(ctx, self.model_name, req, cats)
         use_cache = ctx.cache_enabled and self.cache_ttl_s > 0
         scores: dict[str, float] = await self._cached(keys) if use_cache else {}
-        CACHE_EVENTS.labels("hit").inc(len(scores))
+        labelled(CACHE_EVENTS, "hit").inc(len(scores))
         missing = [(k, c) for k, c in zip(keys, cats, strict=True) if k not in scores]
-        CACHE_EVENTS.labels("miss").inc(len(missing))
+        labelled(CACHE_EVENTS, "miss").inc(len(missing))
         degraded: str | None = None
         if missing:
             flight_key = hashlib.sha256("|".join(k for k, _ in missing).encode()).hexdigest()
@@ -136,7 +136,7 @@ class JudgeService:
                 verdicts.append(CategoryVerdict(id=c.id, name=c.name, score=round(s, 6), threshold=c.threshold,
                                                 flagged=s >= c.threshold))
         for v in verdicts:
-            VERDICTS.labels(v.id, str(v.flagged).lower()).inc()
+            labelled(VERDICTS, v.id, "true" if v.flagged else "false").inc()
         flagged = any(v.flagged for v in verdicts)
         reason = None
         if req.explain and degraded is None:

@@ -163,7 +163,8 @@ def create_app(settings: Settings, *, judge_model: JudgeModel | None = None, mod
                              cache_ttl_s=settings.verdict_cache_ttl_s, explain_max_tokens=settings.explain_max_tokens)
         app.state.services = Services(settings, engine, sessions, model, name, verdicts, publisher, contexts, judge)
         log.info("guardrail ready", extra={"fields": {"model": name, "database": engine.dialect.name}})
-        settle_heap()
+        if settings.gc_freeze:
+            settle_heap()
         try:
             yield
         finally:

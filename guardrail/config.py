@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     max_custom_categories: int = Field(32, ge=0, le=256)
     verdict_cache_ttl_s: int = Field(24 * 3600, ge=0)
     verdict_cache_entries: int = Field(50_000, ge=0)
+    gc_freeze: bool = Field(
+        True, description="gc.freeze() once the service has started (see docs/architecture.md); the tests turn it "
+                          "off because they start many services in one process.")
     verdict_cache_local_ttl_s: int = Field(
         60, ge=0, description="With Redis: each process also keeps the verdicts it saw for this long (0 = off), so "
                               "a repeated text costs no Redis round trip. Keys hold the text, model and category "

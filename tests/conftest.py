@@ -60,7 +60,11 @@ def running_engine(cfg: EngineConfig, log_dir: Path, reuse_env: str) -> Iterator
 def make_settings(tmp: Path, **overrides: Any) -> Settings:
     # Every test's service has its own database, so it gets its own Redis namespace too.
     base: dict[str, Any] = {"data_dir": tmp, "bootstrap_api_key": API_KEY, "admin_token": ADMIN,
-                            "inference_timeout_s": 60.0, "redis_prefix": f"test:{uuid.uuid4().hex[:12]}:"}
+                            "inference_timeout_s": 60.0, "redis_prefix": f"test:{uuid.uuid4().hex[:12]}:",
+                            # Many services start in this one process: freezing the heap at each start would keep
+                            # every earlier test's garbage alive for the rest of the session. The `guardrail serve`
+                            # processes the tests start do freeze.
+                            "gc_freeze": False}
     base.update(overrides)
     return Settings(**base)
 

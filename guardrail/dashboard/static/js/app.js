@@ -138,14 +138,18 @@ async function route(ev) {
     if (!m) continue;
     for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.nav === section);
     delete main.dataset.ready;
-    mount(main, h("p", { class: "muted" }, t("loading")));
+    // Each navigation renders into its own view. A slower, older render that finishes after a newer
+    // navigation (reset, then filter at once) mounts into a view no longer on the page, so it
+    // cannot overwrite the newer result.
+    const view = h("div", { class: "view" }, h("p", { class: "muted" }, t("loading")));
+    mount(main, view);
     try {
-      await render(main, { id: m[1], params, session });
+      await render(view, { id: m[1], params, session });
     } catch (err) {
       if (err.status === 401) return;
-      mount(main, notice("error", `${t("error")}: ${err.message}`));
+      mount(view, notice("error", `${t("error")}: ${err.message}`));
     }
-    main.dataset.ready = hash;
+    if (view.isConnected) main.dataset.ready = hash;
     return;
   }
   location.hash = "#/overview";

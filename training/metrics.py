@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-CUSTOM = "custom"
+from training.pairs import CUSTOM
 
 
 @dataclass(frozen=True, slots=True)

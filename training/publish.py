@@ -9,7 +9,6 @@ marker sees a complete model. Uploading needs the `google-cloud-storage` package
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
+
+from inference.model_prep import sha256_file
 
 MARKER = "PUBLISHED.json"
 
@@ -31,18 +32,11 @@ class PublishConfig:
     version: str = field(default="", metadata={"help": "version label, e.g. a date or git sha (required)"})
 
 
-def _sha256(p: Path) -> str:
-    h = hashlib.sha256()
-    with p.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def marker(folder: Path, name: str, version: str) -> dict[str, Any]:
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     return {"name": name, "version": version,
-            "files": [{"path": str(p.relative_to(folder)), "bytes": p.stat().st_size, "sha256": _sha256(p)}
+            "files": [{"path": str(p.relative_to(folder)), "bytes": p.stat().st_size, "sha256": sha256_file(p)}
                       for p in files]}
 
 

@@ -74,6 +74,23 @@ class TrainConfig:
         metadata=_h("start LoRA from this adapter folder (adapter_model.safetensors; same rank and targets) "
                     "instead of a fresh initialisation: a second stage on top of an earlier run"),
     )
+    packing: bool = field(
+        default=False,
+        metadata=_h("one row per text holding every category's question, each suffix attending only to the "
+                    "shared prefix (training/packing.py): about half the tokens, and a text's categories "
+                    "contrast in one step; batch_size then counts texts"),
+    )
+    frozen_layers: int = field(
+        default=0,
+        metadata=_h("LoRA only on decoder layers from this index up; with packing, the frozen layers' output is "
+                    "computed once per text and cached (bottom-cache.pt in output_dir)"),
+    )
+    neg_per_row: int = field(
+        default=0,
+        metadata=_h("packing: negative questions kept per text per epoch, re-drawn every epoch, besides every "
+                    "positive and the custom question (0 = all)"),
+    )
+    pos_weight: float = field(default=1.0, metadata=_h("loss weight of a positive answer relative to a negative one"))
     epochs: float = field(default=1.5, metadata=_h("passes over the sampled pairs (fractions allowed)"))
     max_steps: int = field(default=0, metadata=_h("stop after this many optimiser steps (0 = from epochs)"))
     batch_size: int = field(default=8, metadata=_h("pairs per micro-batch"))

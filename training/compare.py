@@ -31,20 +31,23 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def table(reports: list[dict[str, Any]], *, title: str, fp8_placeholders: bool = True) -> str:
-    """Markdown: overall F1, macro F1, benign FPR, per-category F1, threshold, data, engine."""
+    """Markdown: overall F1, macro F1, benign FPR, harmful texts caught, per-category F1, threshold, data, engine."""
     names = {r["name"] for r in reports}
     rows = list(reports)
     if fp8_placeholders:
         rows += [{"name": n, "skipped": "needs an NVIDIA GPU with compute capability >= 8.9"}
                  for n in FP8_ROWS if n not in names]
-    head = ["model", "overall F1", "macro F1", "benign FPR", *CATS, "threshold", "texts", "scored with"]
+    head = ["model", "overall F1", "macro F1", "benign FPR", "harmful caught", *CATS, "threshold", "texts",
+            "scored with"]
     out = [f"# {title}", "", "| " + " | ".join(head) + " |", "| " + " | ".join(["---"] * len(head)) + " |"]
     for r in rows:
         if "skipped" in r:
             out.append("| " + " | ".join([f"`{r['name']}`", f"— ({r['skipped']})", *[""] * (len(head) - 2)]) + " |")
             continue
         cats = r["categories"]
+        caught = f"{r['harmful_caught']:.1%}" if "harmful_caught" in r else "—"
         cells = [f"`{r['name']}`", f"{r['overall']['f1']:.3f}", f"{r['macro_f1']:.3f}", f"{r['benign_fpr']:.1%}",
+                 caught,
                  *[f"{cats[c]['f1']:.3f}" if c in cats else "" for c in CATS],
                  str(r["threshold"]), str(r.get("texts", "")), str(r.get("engine", ""))]
         out.append("| " + " | ".join(cells) + " |")
@@ -60,7 +63,7 @@ def main(cfg: CompareConfig) -> str:
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
     cfg.out.write_text(md)
     cfg.out.with_suffix(".json").write_text(json.dumps(
-        [{k: r.get(k) for k in ("name", "overall", "macro_f1", "benign_fpr", "threshold", "texts", "engine",
-                                "skipped")} for r in reports], indent=1))
+        [{k: r.get(k) for k in ("name", "overall", "macro_f1", "benign_fpr", "harmful_caught", "threshold", "texts",
+                                "engine", "skipped")} for r in reports], indent=1))
     print(md)
     return md

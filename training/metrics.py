@@ -6,7 +6,8 @@ that flagged nothing is 0, recall of a category with no positives is 0, and F1 i
 precision + recall is 0. "Overall" is micro-averaged over every pair of every category (default
 categories and custom ones pooled under `custom`); macro F1 averages categories with positives.
 The benign false-positive rate counts texts, not pairs: a text with no default label is a false
-positive when any default category flags it — what a user of the service sees.
+positive when any default category flags it — what a user of the service sees; its counterpart,
+the share of harmful texts caught, counts a harmful text as caught when any default category flags it.
 """
 
 from __future__ import annotations
@@ -99,17 +100,33 @@ def macro_f1(counts: dict[str, Counts]) -> float:
     return sum(scored) / len(scored) if scored else 0.0
 
 
-def benign_fpr(rows: Iterable[ScoredPair], threshold: float) -> tuple[int, int, float]:
-    """(flagged benign texts, benign texts, rate); benign = no default-category label."""
-    texts: dict[str, tuple[bool, bool]] = {}  # record -> (has a default label, flagged by a default category)
+def _texts(rows: Iterable[ScoredPair], threshold: float) -> list[tuple[bool, bool]]:
+    """Per text: (has a default label, flagged by some default category); custom pairs are left out."""
+    texts: dict[str, tuple[bool, bool]] = {}
     for r in rows:
         if r.category == CUSTOM:
             continue
         pos, hit = texts.get(r.record_id, (False, False))
         texts[r.record_id] = (pos or r.label, hit or r.score >= threshold)
-    benign = [hit for pos, hit in texts.values() if not pos]
+    return list(texts.values())
+
+
+def benign_fpr(rows: Iterable[ScoredPair], threshold: float) -> tuple[int, int, float]:
+    """(flagged benign texts, benign texts, rate); benign = no default-category label."""
+    benign = [hit for pos, hit in _texts(rows, threshold) if not pos]
     flagged = sum(benign)
     return flagged, len(benign), (flagged / len(benign) if benign else 0.0)
+
+
+def harmful_caught(rows: Iterable[ScoredPair], threshold: float) -> tuple[int, int, float]:
+    """(harmful texts flagged by *some* default category, harmful texts, rate).
+
+    What an application that blocks on any flag sees: a harmful text flagged under the wrong category
+    is still caught here, while per-category F1 counts it as a miss plus a false positive.
+    """
+    harmful = [hit for pos, hit in _texts(rows, threshold) if pos]
+    caught = sum(harmful)
+    return caught, len(harmful), (caught / len(harmful) if harmful else 0.0)
 
 
 def summary(rows: Sequence[ScoredPair], threshold: float) -> dict[str, object]:
@@ -117,8 +134,10 @@ def summary(rows: Sequence[ScoredPair], threshold: float) -> dict[str, object]:
     cats = per_category(rows, threshold)
     total = micro(cats.values())
     flagged, n_benign, rate = benign_fpr(rows, threshold)
+    caught, n_harmful, caught_rate = harmful_caught(rows, threshold)
     return {"threshold": threshold, "overall": total.as_dict(), "macro_f1": round(macro_f1(cats), 4),
             "benign_fpr": round(rate, 4), "benign_flagged": flagged, "benign_texts": n_benign,
+            "harmful_caught": round(caught_rate, 4), "harmful_flagged": caught, "harmful_texts": n_harmful,
             "categories": {c: k.as_dict() for c, k in cats.items()}}
 
 
@@ -130,7 +149,8 @@ def threshold_sweep(rows: Sequence[ScoredPair], thresholds: Sequence[float]) -> 
         tot = micro(cats.values())
         out.append({"threshold": t, "precision": round(tot.precision, 4), "recall": round(tot.recall, 4),
                     "f1": round(tot.f1, 4), "macro_f1": round(macro_f1(cats), 4),
-                    "benign_fpr": round(benign_fpr(rows, t)[2], 4)})
+                    "benign_fpr": round(benign_fpr(rows, t)[2], 4),
+                    "harmful_caught": round(harmful_caught(rows, t)[2], 4)})
     return out
 
 

@@ -34,7 +34,9 @@ def markdown(rep: dict[str, Any]) -> str:
         "",
         f"**Overall (micro) F1 {o['f1']:.3f}** (precision {o['precision']:.3f}, recall {o['recall']:.3f}); "
         f"macro F1 {rep['macro_f1']:.3f}; **benign false-positive rate {rep['benign_fpr']:.1%}** "
-        f"({rep['benign_flagged']}/{rep['benign_texts']} texts with no label flagged by some default category).",
+        f"({rep['benign_flagged']}/{rep['benign_texts']} texts with no label flagged by some default category)"
+        + (f"; **harmful texts caught {rep['harmful_caught']:.1%}** ({rep['harmful_flagged']}/{rep['harmful_texts']} "
+           "texts with a default label flagged by some default category)." if "harmful_caught" in rep else "."),
         "",
         "| category | precision | recall | F1 | AP | positives | tp | fp | fn |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -43,11 +45,12 @@ def markdown(rep: dict[str, Any]) -> str:
         lines.append(f"| `{c}` | {k['precision']:.3f} | {k['recall']:.3f} | {k['f1']:.3f} | "
                      f"{rep['average_precision'].get(c, 0):.3f} | {k['support']} | {k['tp']} | {k['fp']} | {k['fn']} |")
     lines += ["", f"## Threshold sweep (best overall F1 at {rep['best_f1_threshold']})", "",
-              "| threshold | precision | recall | F1 | macro F1 | benign FPR |",
-              "| --- | --- | --- | --- | --- | --- |"]
+              "| threshold | precision | recall | F1 | macro F1 | benign FPR | harmful caught |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rep["sweep"]:
+        caught = f"{r['harmful_caught']:.1%}" if "harmful_caught" in r else "—"
         lines.append(f"| {r['threshold']:.2f} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | "
-                     f"{r['macro_f1']:.3f} | {r['benign_fpr']:.1%} |")
+                     f"{r['macro_f1']:.3f} | {r['benign_fpr']:.1%} | {caught} |")
     for key in ("engine", "model", "invalid_outputs", "seconds", "note"):
         if key in rep:
             lines.append(f"\n{key}: {rep[key]}")

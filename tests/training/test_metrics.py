@@ -10,6 +10,7 @@ from training.metrics import (
     average_precision,
     benign_fpr,
     confusion,
+    harmful_caught,
     macro_f1,
     micro,
     per_category,
@@ -64,6 +65,11 @@ def test_per_category_and_benign_fpr_counts_texts() -> None:
     assert cats["custom"] == Counts(1, 0, 0, 0)
     assert benign_fpr(rows, 0.5) == (1, 2, 0.5)
     assert benign_fpr(rows, 0.65) == (0, 2, 0.0)
+    assert harmful_caught(rows, 0.5) == (1, 1, 1.0)
+    assert harmful_caught(rows, 0.95) == (0, 1, 0.0)
+    wrong_category = [ScoredPair("h", "violence", True, 0.1), ScoredPair("h", "privacy", False, 0.9)]
+    assert harmful_caught(wrong_category, 0.5) == (1, 1, 1.0)  # caught, though per-category it is a miss
+    assert per_category(wrong_category, 0.5)["violence"].fn == 1
     s = summary(rows, 0.5)
     assert s["overall"]["tp"] == 2 and s["overall"]["fp"] == 1  # type: ignore[index]
     assert s["benign_texts"] == 2

@@ -27,7 +27,7 @@ from training.dataset import read_jsonl
 from training.modeling import check_answer_alignment
 from training.packing import LayerSplit, PackedRow, collate_packed, pack_records, packed_loss, select
 from training.pairs import CUSTOM, expand
-from training.train import run_steps, start_run
+from training.train import check_steps, run_steps, start_run
 
 Batch = list[tuple[int, tuple[int, ...]]]  # (row index, kept answers) per text
 
@@ -131,6 +131,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
         raise ValueError("--frozen-layers needs --method lora")
     t_start, threads, out, tok, model = start_run(cfg)
     plan = make_packed_plan(cfg, tok)
+    check_steps(cfg, plan.total_steps, len(plan.batches))  # before the frozen-layer pass, not after it
     split = LayerSplit(model, cfg.frozen_layers)
     states = None
     if cfg.frozen_layers:
@@ -142,7 +143,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
         return step_loss(split, plan, plan.batches[i], states, tok.pad_token_id, cfg.pos_weight)
 
     return run_steps(cfg, model=model, tok=tok, out=out, t_start=t_start, threads=threads,
-                     total_steps=plan.total_steps, micro_loss=micro_loss,
+                     total_steps=plan.total_steps, micro_loss=micro_loss, n_micro=len(plan.batches),
                      header=f"packed, {len(plan.rows)} texts/epoch ({plan.dropped_long} longer than "
                             f"{cfg.max_seq_len} tokens dropped), {n_questions} questions in the first epoch, "
                             f"layers {cfg.frozen_layers}+ trained",

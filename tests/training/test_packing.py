@@ -167,3 +167,11 @@ def test_a_packed_run_caches_the_frozen_layers_and_resumes_exactly(tiny_train: P
     b = load_file(str(tmp_path / "b" / "checkpoint-4" / "trainable.safetensors"))
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
     assert {int(k.split(".layers.")[1].split(".")[0]) for k in a} == set(range(12, 18))
+
+
+def test_more_steps_than_the_epochs_hold_is_refused_before_any_work(tiny_train: Path, tmp_path: Path) -> None:
+    cfg = train_config(output_dir=tmp_path, train_file=tiny_train, packing=True, frozen_layers=12, batch_size=2,
+                       epochs=1.0, max_steps=5, max_seq_len=2048)
+    with pytest.raises(ValueError, match="raise --epochs or lower --max-steps"):
+        main(cfg)
+    assert not (tmp_path / "bottom-cache.pt").exists()

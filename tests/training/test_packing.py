@@ -88,7 +88,7 @@ def test_selected_suffixes_reuse_the_whole_rows_hidden_states(tok: Any, model: A
         states = split.bottom(full_b)[0]
         full = split.answer_logits(states.unsqueeze(0), full_b)[0]
         sub, taken = select(row, [0, 5])
-        sub_b = collate_packed([sub], tok.pad_token_id)
+        sub_b = collate_packed([sub], tok.pad_token_id, pad_to=1)  # the cached slice is exactly len(taken) wide
         from_cache = split.answer_logits(states[taken].unsqueeze(0), sub_b)[0]
         fresh = split.full_logits(sub_b)[0]
     assert sub.categories == (row.categories[0], row.categories[5])

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from training.config import TrainConfig
 from training.dataset import read_jsonl
-from training.modeling import check_answer_alignment
+from training.modeling import base_model_dir, check_answer_alignment
 from training.packing import LayerSplit, PackedRow, collate_packed, pack_records, packed_loss, select
 from training.pairs import CUSTOM, expand
 from training.train import check_steps, run_steps, start_run
@@ -73,8 +73,10 @@ def make_packed_plan(cfg: TrainConfig, tok: Any) -> PackedPlan:
     return PackedPlan(rows, batches, per_epoch, dropped, total)
 
 
-def _cache_key(cfg: TrainConfig, model_dir: str, rows: list[PackedRow]) -> str:
-    h = hashlib.sha256(f"{model_dir}|{cfg.frozen_layers}|{cfg.dtype}|{len(rows)}".encode())
+def _cache_key(cfg: TrainConfig, model_dir: Path, rows: list[PackedRow]) -> str:
+    """What the cached states depend on: the weights (path, size, mtime), the split, the dtype, every row's tokens."""
+    weights = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in model_dir.glob("*.safetensors"))
+    h = hashlib.sha256(f"{model_dir.resolve()}|{weights}|{cfg.frozen_layers}|{cfg.dtype}|{len(rows)}".encode())
     for r in rows:
         h.update(json.dumps(r.ids).encode())
     return h.hexdigest()
@@ -136,7 +138,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     states = None
     if cfg.frozen_layers:
         states = bottom_states(split, plan.rows, tok.pad_token_id, out / "bottom-cache.pt",
-                               _cache_key(cfg, cfg.model_dir or "base", plan.rows))
+                               _cache_key(cfg, Path(cfg.model_dir) if cfg.model_dir else base_model_dir(), plan.rows))
     n_questions = sum(len(keep) for b in plan.batches[:plan.per_epoch] for _, keep in b)
 
     def micro_loss(i: int) -> torch.Tensor:

@@ -175,3 +175,21 @@ def test_more_steps_than_the_epochs_hold_is_refused_before_any_work(tiny_train: 
     with pytest.raises(ValueError, match="raise --epochs or lower --max-steps"):
         main(cfg)
     assert not (tmp_path / "bottom-cache.pt").exists()
+
+
+def test_the_frozen_layer_cache_key_follows_the_weights_and_the_split(tmp_path: Path) -> None:
+    import os
+
+    from training.packing import PackedRow
+    from training.train_packed import _cache_key
+
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    rows = [PackedRow("x-1", (2, 5, 7), (0, 1, 2), (0, 0, 1), (2,), (9,), (True,), ("violence",))]
+    cfg = train_config(frozen_layers=9)
+    key = _cache_key(cfg, tmp_path, rows)
+    assert key == _cache_key(cfg, tmp_path, rows)
+    assert key != _cache_key(train_config(frozen_layers=8), tmp_path, rows)
+    assert key != _cache_key(cfg, tmp_path, [rows[0], rows[0]])
+    st = (tmp_path / "model.safetensors").stat()
+    os.utime(tmp_path / "model.safetensors", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # re-prepared weights
+    assert key != _cache_key(cfg, tmp_path, rows)

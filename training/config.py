@@ -56,7 +56,9 @@ class TrainConfig:
         metadata=_h("int8 quantisation-aware training: fake-quantise base linears (prepare), convert after training"),
     )
     max_seq_len: int = field(
-        default=320, metadata=_h("drop pairs whose prompt+answer is longer (counted and reported)")
+        default=320,
+        metadata=_h("drop pairs whose prompt+answer is longer (with packing: texts whose whole row is longer); "
+                    "counted and reported")
     )
     neg_ratio: float = field(default=3.0, metadata=_h("sampled negative pairs per positive pair, per category"))
     hard_neg_share: float = field(
@@ -94,7 +96,7 @@ class TrainConfig:
     pos_weight: float = field(default=1.0, metadata=_h("loss weight of a positive answer relative to a negative one"))
     epochs: float = field(default=1.5, metadata=_h("passes over the sampled pairs (fractions allowed)"))
     max_steps: int = field(default=0, metadata=_h("stop after this many optimiser steps (0 = from epochs)"))
-    batch_size: int = field(default=8, metadata=_h("pairs per micro-batch"))
+    batch_size: int = field(default=8, metadata=_h("pairs per micro-batch (with packing: texts per micro-batch)"))
     train_embeddings: bool = field(
         default=True, metadata=_h("full fine-tuning also trains the (tied) embeddings; false saves ≈2.7 GB")
     )

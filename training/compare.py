@@ -1,4 +1,10 @@
-"""`training compare`: one markdown/JSON table from several evaluation reports (rows in the given order)."""
+"""`training compare`: one markdown/JSON table from several evaluation reports (rows in the given order).
+
+With `--baseline`, a second table gives each model's paired difference from the baseline on the same
+texts (`metrics.paired_bootstrap`), so a change of a few texts on a small split is not read as a
+better model. `--threshold` re-scores every report from its `scores.jsonl` at one threshold (for
+example 0.5, what a category ships with) instead of each report's own.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from training.metrics import ScoredPair, paired_bootstrap
 from training.pairs import DEFAULT_SPECS
+from training.report import build_report
 
 FP8_ROWS = ("fp8_training", "ptq_float8_dynamic")
 CATS = [c.id for c in DEFAULT_SPECS] + ["custom"]
@@ -22,12 +30,25 @@ class CompareConfig:
     title: str = field(default="Judge comparison", metadata={"help": "table title"})
     add_fp8_placeholders: bool = field(default=True, metadata={
         "help": "add 'needs GPU' rows for FP8 variants missing from the reports"})
+    baseline: str = field(default="", metadata={
+        "help": "report folder (with scores.jsonl) to compare every other report against, paired on the same texts"})
+    threshold: float = field(default=0.0, metadata={
+        "help": "re-score every report from its scores.jsonl at this threshold (0 = each report's own)"})
 
 
 def load(path: Path) -> dict[str, Any]:
     p = path / "report.json" if path.is_dir() else path
     data: dict[str, Any] = json.loads(p.read_text())
     return data
+
+
+def load_scores(path: Path) -> list[ScoredPair]:
+    """The scored pairs a report was built from (`scores.jsonl` beside its report.json)."""
+    folder = path if path.is_dir() else path.parent
+    f = folder / "scores.jsonl"
+    if not f.is_file():
+        raise SystemExit(f"compare: {folder} has no scores.jsonl (needed for --baseline and --threshold)")
+    return [ScoredPair(**json.loads(line)) for line in f.read_text().splitlines() if line.strip()]
 
 
 def table(reports: list[dict[str, Any]], *, title: str, fp8_placeholders: bool = True) -> str:
@@ -54,16 +75,67 @@ def table(reports: list[dict[str, Any]], *, title: str, fp8_placeholders: bool =
     return "\n".join(out) + "\n"
 
 
+
+def _folder(p: Path) -> Path:
+    return (p if p.is_dir() else p.parent).resolve()
+
+
+def paired(baseline: dict[str, Any], base_rows: list[ScoredPair], rep: dict[str, Any], rows: list[ScoredPair]
+           ) -> dict[str, Any]:
+    """`rep` minus the baseline at each one's threshold, or {"error": ...} when they judged different texts."""
+    try:
+        return paired_bootstrap(base_rows, baseline["threshold"], rows, rep["threshold"])
+    except ValueError as e:
+        return {"error": str(e)}
+
+
+def paired_table(baseline: dict[str, Any], diffs: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
+    """Markdown: each report minus the baseline, with 95% intervals, on the same texts."""
+    out = [f"## Paired with `{baseline['name']}` (threshold {baseline['threshold']}): difference and 95% interval, "
+           "texts resampled 2,000 times; P = share of resamples in which the model is higher", "",
+           "| model | threshold | Δ F1 | P(F1 higher) | Δ benign FPR | P(FPR higher) | Δ harmful caught | "
+           "P(caught higher) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for rep, d in diffs:
+        if "error" in d:
+            out.append(f"| `{rep['name']}` | {rep['threshold']} | — ({d['error']}) |  |  |  |  |  |")
+            continue
+        f, b, c = d["f1"], d["benign_fpr"], d["harmful_caught"]
+        out.append(f"| `{rep['name']}` | {rep['threshold']} | {f['diff']:+.3f} [{f['lo']:+.3f}, {f['hi']:+.3f}] | "
+                   f"{f['b_higher']:.0%} | {b['diff']:+.1%} [{b['lo']:+.1%}, {b['hi']:+.1%}] | {b['b_higher']:.0%} | "
+                   f"{c['diff']:+.1%} [{c['lo']:+.1%}, {c['hi']:+.1%}] | {c['b_higher']:.0%} |")
+    return "\n".join(out) + "\n"
+
+
 def main(cfg: CompareConfig) -> str:
     paths = [Path(p.strip()) for p in cfg.reports.split(",") if p.strip()]
     if not paths:
         raise SystemExit("compare: give --reports a,b,c")
     reports = [load(p) for p in paths]
+    scores: dict[int, list[ScoredPair]] = {}
+
+    def rows_of(i: int) -> list[ScoredPair]:
+        if i not in scores:
+            scores[i] = load_scores(paths[i])
+        return scores[i]
+
+    if cfg.threshold:  # every headline number at one threshold, recomputed from the stored scores
+        reports = [{**r, **build_report(rows_of(i), name=r["name"], threshold=cfg.threshold)}
+                   for i, r in enumerate(reports)]
     md = table(reports, title=cfg.title, fp8_placeholders=cfg.add_fp8_placeholders)
+    diffs: dict[int, dict[str, Any]] = {}
+    if cfg.baseline:
+        bpath = Path(cfg.baseline)
+        base_rows, base = load_scores(bpath), load(bpath)
+        if cfg.threshold:
+            base = {**base, **build_report(base_rows, name=base["name"], threshold=cfg.threshold)}
+        diffs = {i: paired(base, base_rows, r, rows_of(i)) for i, r in enumerate(reports)
+                 if _folder(paths[i]) != _folder(bpath)}
+        md += "\n" + paired_table(base, [(reports[i], d) for i, d in diffs.items()])
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
     cfg.out.write_text(md)
     cfg.out.with_suffix(".json").write_text(json.dumps(
-        [{k: r.get(k) for k in ("name", "overall", "macro_f1", "benign_fpr", "harmful_caught", "threshold", "texts",
-                                "engine", "skipped")} for r in reports], indent=1))
+        [{**{k: r.get(k) for k in ("name", "overall", "macro_f1", "benign_fpr", "harmful_caught", "ci95", "threshold",
+                                   "texts", "engine", "skipped")},
+          **({"vs_baseline": diffs[i]} if i in diffs else {})} for i, r in enumerate(reports)], indent=1))
     print(md)
     return md

@@ -12,6 +12,8 @@ the share of harmful texts caught, counts a harmful text as caught when any defa
 
 from __future__ import annotations
 
+import math
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -191,3 +193,99 @@ def pick_threshold(sweep: Sequence[dict[str, float]], *, max_benign_fpr: float =
     if not ok:
         return min(sweep, key=lambda r: (r["benign_fpr"], -r["f1"]))["threshold"]
     return max(ok, key=lambda r: (r["f1"], -abs(r["threshold"] - 0.5)))["threshold"]
+
+
+# -- Uncertainty: the test split is small (a few hundred texts), so every headline number gets an
+# interval. Texts, not pairs, are resampled: a text's category judgements are not independent.
+
+STATS = ("f1", "benign_fpr", "harmful_caught")
+
+
+@dataclass(frozen=True, slots=True)
+class TextTally:
+    """One text at one threshold: its pair counts over every category, and its text-level outcome."""
+
+    tp: int
+    fp: int
+    fn: int
+    harmful: bool  # has a default-category label
+    flagged: bool  # some default category flagged it
+
+
+def text_tallies(rows: Iterable[ScoredPair], threshold: float) -> dict[str, TextTally]:
+    """Per record id, in first-seen order."""
+    acc: dict[str, list[int]] = {}
+    for r in rows:
+        t = acc.setdefault(r.record_id, [0, 0, 0, 0, 0])
+        hit = r.score >= threshold
+        t[0] += r.label and hit
+        t[1] += hit and not r.label
+        t[2] += r.label and not hit
+        if r.category != CUSTOM:
+            t[3] |= r.label
+            t[4] |= hit
+    return {k: TextTally(v[0], v[1], v[2], bool(v[3]), bool(v[4])) for k, v in acc.items()}
+
+
+def tally_stats(tallies: Iterable[TextTally]) -> dict[str, float]:
+    """Micro F1, benign FPR and harmful caught from text tallies (the same values `summary` reports)."""
+    tp = fp = fn = benign = benign_hit = harmful = caught = 0
+    for t in tallies:
+        tp, fp, fn = tp + t.tp, fp + t.fp, fn + t.fn
+        if t.harmful:
+            harmful += 1
+            caught += t.flagged
+        else:
+            benign += 1
+            benign_hit += t.flagged
+    return {"f1": Counts(tp, fp, fn).f1, "benign_fpr": benign_hit / benign if benign else 0.0,
+            "harmful_caught": caught / harmful if harmful else 0.0}
+
+
+def _interval(values: list[float], level: float) -> tuple[float, float]:
+    """The percentile interval, widened outward to the nearest drawn values."""
+    values = sorted(values)
+    lo = values[math.floor((1 - level) / 2 * (len(values) - 1))]
+    hi = values[math.ceil((1 + level) / 2 * (len(values) - 1))]
+    return round(lo, 4), round(hi, 4)
+
+
+def bootstrap_ci(rows: Sequence[ScoredPair], threshold: float, *, resamples: int = 2000, seed: int = 0,
+                 level: float = 0.95) -> dict[str, tuple[float, float]]:
+    """Percentile interval of each of `STATS` over texts drawn with replacement (fixed seed: reproducible)."""
+    texts = list(text_tallies(rows, threshold).values())
+    rng = random.Random(seed)
+    draws: dict[str, list[float]] = {s: [] for s in STATS}
+    for _ in range(resamples):
+        st = tally_stats(texts[rng.randrange(len(texts))] for _ in texts)
+        for s in STATS:
+            draws[s].append(st[s])
+    return {s: _interval(v, level) for s, v in draws.items()}
+
+
+def paired_bootstrap(a: Sequence[ScoredPair], a_threshold: float, b: Sequence[ScoredPair], b_threshold: float, *,
+                     resamples: int = 2000, seed: int = 0, level: float = 0.95) -> dict[str, dict[str, float]]:
+    """B minus A on the same texts: the difference, its percentile interval, and the share of resamples
+    in which B is higher. Both score sets must cover the same record ids (the same split).
+
+    Raises:
+        ValueError: the two sets judge different texts.
+    """
+    ta, tb = text_tallies(a, a_threshold), text_tallies(b, b_threshold)
+    if set(ta) != set(tb):
+        raise ValueError(f"paired comparison needs the same texts: {len(set(ta) ^ set(tb))} record ids differ")
+    ids = list(ta)
+    rng = random.Random(seed)
+    point_a, point_b = tally_stats(ta.values()), tally_stats(tb.values())
+    diffs: dict[str, list[float]] = {s: [] for s in STATS}
+    for _ in range(resamples):
+        pick = [ids[rng.randrange(len(ids))] for _ in ids]
+        sa, sb = tally_stats(ta[i] for i in pick), tally_stats(tb[i] for i in pick)
+        for s in STATS:
+            diffs[s].append(sb[s] - sa[s])
+    out = {}
+    for s in STATS:
+        lo, hi = _interval(diffs[s], level)
+        out[s] = {"diff": round(point_b[s] - point_a[s], 4), "lo": lo, "hi": hi,
+                  "b_higher": round(sum(d > 0 for d in diffs[s]) / resamples, 4)}
+    return out

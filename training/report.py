@@ -7,22 +7,35 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from training.metrics import ScoredPair, average_precision, pr_curve, summary, threshold_sweep
+from training.metrics import ScoredPair, average_precision, bootstrap_ci, pr_curve, summary, threshold_sweep
 
 SWEEP = tuple(round(0.05 * i, 2) for i in range(1, 20))
+CI_RESAMPLES = 2000
 
 
 def build_report(rows: Sequence[ScoredPair], *, name: str, threshold: float, extra: dict[str, Any] | None = None
                  ) -> dict[str, Any]:
-    """The report dictionary: summary at `threshold`, AP per category, sweep, best-F1 threshold."""
+    """The report dictionary: summary at `threshold` with 95% bootstrap intervals, AP per category, sweep,
+    best-F1 threshold."""
     sweep = threshold_sweep(rows, SWEEP)
     best = max(sweep, key=lambda r: (r["f1"], -abs(r["threshold"] - 0.5)))
     cats = sorted({r.category for r in rows}, key=[r.category for r in rows].index)
     ap = {c: round(average_precision([r.label for r in rows if r.category == c],
                                      [r.score for r in rows if r.category == c]), 4) for c in cats}
-    return {"name": name, **summary(rows, threshold), "average_precision": ap, "sweep": sweep,
+    return {"name": name, **summary(rows, threshold), "ci95": bootstrap_ci(rows, threshold, resamples=CI_RESAMPLES),
+            "average_precision": ap, "sweep": sweep,
             "best_f1_threshold": best["threshold"], "pairs": len(rows),
             "texts": len({r.record_id for r in rows}), **(extra or {})}
+
+
+def ci_line(rep: dict[str, Any]) -> list[str]:
+    """The report's 95% intervals as one markdown paragraph (none for reports written before they existed)."""
+    ci = rep.get("ci95")
+    if not ci:
+        return []
+    return ["", f"95% interval, texts resampled {CI_RESAMPLES:,} times: F1 {ci['f1'][0]:.3f}–{ci['f1'][1]:.3f}; "
+                f"benign FPR {ci['benign_fpr'][0]:.1%}–{ci['benign_fpr'][1]:.1%}; "
+                f"harmful caught {ci['harmful_caught'][0]:.1%}–{ci['harmful_caught'][1]:.1%}."]
 
 
 def markdown(rep: dict[str, Any]) -> str:
@@ -37,6 +50,7 @@ def markdown(rep: dict[str, Any]) -> str:
         f"({rep['benign_flagged']}/{rep['benign_texts']} texts with no label flagged by some default category)"
         + (f"; **harmful texts caught {rep['harmful_caught']:.1%}** ({rep['harmful_flagged']}/{rep['harmful_texts']} "
            "texts with a default label flagged by some default category)." if "harmful_caught" in rep else "."),
+        *ci_line(rep),
         "",
         "| category | precision | recall | F1 | AP | positives | tp | fp | fn |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from training.metrics import (
@@ -9,14 +11,18 @@ from training.metrics import (
     ScoredPair,
     average_precision,
     benign_fpr,
+    bootstrap_ci,
     confusion,
     harmful_caught,
     macro_f1,
     micro,
+    paired_bootstrap,
     per_category,
     pick_threshold,
     pr_curve,
     summary,
+    tally_stats,
+    text_tallies,
     threshold_sweep,
 )
 
@@ -100,3 +106,61 @@ def test_pick_threshold_respects_the_benign_limit() -> None:
     assert pick_threshold(sweep) == 0.5  # 0.3 breaks the limit; 0.5 and 0.6 tie on F1, 0.5 is nearer 0.5
     assert pick_threshold(sweep, max_benign_fpr=0.06) == 0.6
     assert pick_threshold(sweep[:1], max_benign_fpr=0.1) == 0.3  # nothing inside: the lowest FPR
+
+
+def _random_split(seed: int, texts: int = 60, noise: float = 0.35) -> list[ScoredPair]:
+    """Texts with 0-2 default labels plus a custom pair; scores = label +- noise."""
+    rng = random.Random(seed)
+    cats = ["violence", "privacy", "harassment", "custom"]
+    rows = []
+    for t in range(texts):
+        gold = set(rng.sample(cats, rng.choice([0, 0, 1, 2])))
+        for c in cats:
+            y = c in gold
+            score = (0.75 if y else 0.25) + rng.uniform(-noise, noise)
+            rows.append(ScoredPair(f"t{t}", c, y, min(1.0, max(0.0, score))))
+    return rows
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_text_tallies_give_the_summary_numbers(seed: int) -> None:
+    rows = _random_split(seed)
+    for thr in (0.3, 0.5, 0.7):
+        s = summary(rows, thr)
+        st = tally_stats(text_tallies(rows, thr).values())
+        assert st["f1"] == pytest.approx(s["overall"]["f1"], abs=1e-4)
+        assert st["benign_fpr"] == pytest.approx(s["benign_fpr"], abs=1e-4)
+        assert st["harmful_caught"] == pytest.approx(s["harmful_caught"], abs=1e-4)
+
+
+def test_text_tallies_keep_custom_out_of_the_text_outcome() -> None:
+    rows = [ScoredPair("a", "custom", True, 0.9), ScoredPair("a", "violence", False, 0.1)]
+    t = text_tallies(rows, 0.5)["a"]
+    assert (t.tp, t.fp, t.fn, t.harmful, t.flagged) == (1, 0, 0, False, False)
+
+
+def test_bootstrap_interval_brackets_the_estimate_and_narrows_with_more_texts() -> None:
+    small, large = _random_split(5, texts=40), _random_split(5, texts=400)
+    ci_small, ci_large = bootstrap_ci(small, 0.5, resamples=500), bootstrap_ci(large, 0.5, resamples=500)
+    for rows, ci in ((small, ci_small), (large, ci_large)):
+        point = tally_stats(text_tallies(rows, 0.5).values())
+        for stat, (lo, hi) in ci.items():
+            assert lo <= point[stat] + 1e-4 and point[stat] - 1e-4 <= hi, stat
+    width = {k: hi - lo for k, (lo, hi) in ci_small.items()}
+    assert all(ci_large[k][1] - ci_large[k][0] < width[k] for k in width)
+    assert bootstrap_ci(small, 0.5, resamples=500, seed=7) == bootstrap_ci(small, 0.5, resamples=500, seed=7)
+    constant = [ScoredPair(f"t{i}", "violence", True, 0.9) for i in range(20)]
+    assert bootstrap_ci(constant, 0.5, resamples=200)["f1"] == (1.0, 1.0)
+
+
+def test_paired_bootstrap_separates_a_better_model_from_itself() -> None:
+    weak = _random_split(9, texts=150, noise=0.45)
+    strong = [ScoredPair(r.record_id, r.category, r.label, 0.9 if r.label else 0.1) for r in weak]
+    same = paired_bootstrap(weak, 0.5, weak, 0.5, resamples=300)
+    assert all(d == {"diff": 0.0, "lo": 0.0, "hi": 0.0, "b_higher": 0.0} for d in same.values())
+    better = paired_bootstrap(weak, 0.5, strong, 0.5, resamples=300)
+    assert better["f1"]["lo"] > 0 and better["f1"]["b_higher"] == 1.0
+    assert better["benign_fpr"]["diff"] < 0 and better["benign_fpr"]["hi"] <= 0
+    assert better["f1"]["lo"] <= better["f1"]["diff"] <= better["f1"]["hi"]
+    with pytest.raises(ValueError, match="same texts"):
+        paired_bootstrap(weak, 0.5, [r for r in strong if r.record_id != "t0"], 0.5)

@@ -12,7 +12,7 @@ from training.compare import CompareConfig
 from training.compare import main as compare_main
 from training.metrics import ScoredPair
 from training.publish import MARKER, PublishConfig, publish
-from training.report import build_report
+from training.report import build_report, write_report
 
 
 @pytest.fixture
@@ -80,3 +80,29 @@ def test_compare_tabulates_reports_and_marks_fp8_rows(tmp_path: Path) -> None:
     assert "| `bf16` | 0.667 | 1.000 | 100.0% |" in md  # r2 is benign and flagged by privacy
     assert "`fp8_training` | — (needs an NVIDIA GPU" in md
     assert json.loads((tmp_path / "cmp.json").read_text())[1]["name"] == "ptq_int8_dynamic"
+
+
+def _report(folder: Path, name: str, rows: list[ScoredPair], threshold: float) -> str:
+    write_report(rows, build_report(rows, name=name, threshold=threshold), folder)
+    return str(folder)
+
+
+def test_compare_pairs_reports_with_a_baseline_and_rescores_at_one_threshold(tmp_path: Path) -> None:
+    gold = [(f"t{i}", c, (i + k) % 4 == 0) for i in range(80) for k, c in enumerate(("violence", "privacy"))]
+    weak = [ScoredPair(r, c, y, 0.6 if (y or r.endswith("1")) else 0.4) for r, c, y in gold]  # t1, t11, ... flagged
+    strong = [ScoredPair(r, c, y, 0.8 if y else 0.2) for r, c, y in gold]
+    a = _report(tmp_path / "weak", "weak", weak, 0.5)
+    b = _report(tmp_path / "strong", "strong", strong, 0.7)
+    md = compare_main(CompareConfig(reports=f"{a},{b}", baseline=a, out=tmp_path / "cmp.md"))
+    assert "## Paired with `weak` (threshold 0.5)" in md
+    paired_rows = [line for line in md.splitlines() if line.startswith("| `strong` | 0.7 | +")]
+    assert len(paired_rows) == 1, md  # the baseline is not paired with itself
+    saved = json.loads((tmp_path / "cmp.json").read_text())
+    assert "vs_baseline" not in saved[0] and saved[1]["vs_baseline"]["f1"]["lo"] > 0
+    assert saved[1]["vs_baseline"]["benign_fpr"]["diff"] < 0 and saved[1]["ci95"]["f1"] == [1.0, 1.0]
+    # One threshold for all: at 0.7 the weak model flags nothing, so its F1 drops to 0 in both tables.
+    md = compare_main(CompareConfig(reports=f"{a},{b}", baseline=a, threshold=0.7, out=tmp_path / "cmp.md"))
+    assert "| `weak` | 0.000 |" in md and "## Paired with `weak` (threshold 0.7)" in md
+    (tmp_path / "weak" / "scores.jsonl").unlink()
+    with pytest.raises(SystemExit, match=r"no scores\.jsonl"):
+        compare_main(CompareConfig(reports=f"{a},{b}", baseline=a, out=tmp_path / "cmp.md"))

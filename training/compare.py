@@ -18,6 +18,7 @@ from training.pairs import DEFAULT_SPECS
 from training.report import build_report
 
 FP8_ROWS = ("fp8_training", "ptq_float8_dynamic")
+PAIRED_RESAMPLES = 2000
 CATS = [c.id for c in DEFAULT_SPECS] + ["custom"]
 
 
@@ -36,15 +37,22 @@ class CompareConfig:
         "help": "re-score every report from its scores.jsonl at this threshold (0 = each report's own)"})
 
 
+def _folder(path: Path) -> Path:
+    """The report folder of a folder or report.json path."""
+    return (path if path.is_dir() else path.parent).resolve()
+
+
 def load(path: Path) -> dict[str, Any]:
     p = path / "report.json" if path.is_dir() else path
+    if not p.is_file():
+        raise SystemExit(f"compare: no report at {p}")
     data: dict[str, Any] = json.loads(p.read_text())
     return data
 
 
 def load_scores(path: Path) -> list[ScoredPair]:
     """The scored pairs a report was built from (`scores.jsonl` beside its report.json)."""
-    folder = path if path.is_dir() else path.parent
+    folder = _folder(path)
     f = folder / "scores.jsonl"
     if not f.is_file():
         raise SystemExit(f"compare: {folder} has no scores.jsonl (needed for --baseline and --threshold)")
@@ -75,35 +83,44 @@ def table(reports: list[dict[str, Any]], *, title: str, fp8_placeholders: bool =
     return "\n".join(out) + "\n"
 
 
-
-def _folder(p: Path) -> Path:
-    return (p if p.is_dir() else p.parent).resolve()
-
-
 def paired(baseline: dict[str, Any], base_rows: list[ScoredPair], rep: dict[str, Any], rows: list[ScoredPair]
            ) -> dict[str, Any]:
     """`rep` minus the baseline at each one's threshold, or {"error": ...} when they judged different texts."""
     try:
-        return paired_bootstrap(base_rows, baseline["threshold"], rows, rep["threshold"])
+        return paired_bootstrap(base_rows, baseline["threshold"], rows, rep["threshold"], resamples=PAIRED_RESAMPLES)
     except ValueError as e:
         return {"error": str(e)}
 
 
 def paired_table(baseline: dict[str, Any], diffs: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
     """Markdown: each report minus the baseline, with 95% intervals, on the same texts."""
-    out = [f"## Paired with `{baseline['name']}` (threshold {baseline['threshold']}): difference and 95% interval, "
-           "texts resampled 2,000 times; P = share of resamples in which the model is higher", "",
-           "| model | threshold | Δ F1 | P(F1 higher) | Δ benign FPR | P(FPR higher) | Δ harmful caught | "
-           "P(caught higher) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    out = [f"## Paired with `{baseline['name']}` (threshold {baseline['threshold']})", "",
+           f"Model minus baseline on the same texts, with its 95% interval (texts resampled {PAIRED_RESAMPLES:,} "
+           "times); higher/lower = share of resamples in which the model's value is higher/lower than the "
+           "baseline's (the rest are ties). About a dozen intervals per table: expect one in twenty to exclude 0 "
+           "by chance.", "",
+           "| model | threshold | Δ F1 | higher / lower | Δ benign FPR | higher / lower | Δ harmful caught | "
+           "higher / lower |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for rep, d in diffs:
         if "error" in d:
             out.append(f"| `{rep['name']}` | {rep['threshold']} | — ({d['error']}) |  |  |  |  |  |")
             continue
-        f, b, c = d["f1"], d["benign_fpr"], d["harmful_caught"]
-        out.append(f"| `{rep['name']}` | {rep['threshold']} | {f['diff']:+.3f} [{f['lo']:+.3f}, {f['hi']:+.3f}] | "
-                   f"{f['b_higher']:.0%} | {b['diff']:+.1%} [{b['lo']:+.1%}, {b['hi']:+.1%}] | {b['b_higher']:.0%} | "
-                   f"{c['diff']:+.1%} [{c['lo']:+.1%}, {c['hi']:+.1%}] | {c['b_higher']:.0%} |")
+        cells = []
+        for stat, fmt in (("f1", "+.3f"), ("benign_fpr", "+.1%"), ("harmful_caught", "+.1%")):
+            x = d[stat]
+            cells += [f"{x['diff']:{fmt}} [{x['lo']:{fmt}}, {x['hi']:{fmt}}]", f"{_share(x['b_higher'])} / "
+                      f"{_share(x['b_lower'])}"]
+        out.append(f"| `{rep['name']}` | {rep['threshold']} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
+
+
+def _share(p: float) -> str:
+    """A resampling share; never rounds to a certain-looking 0% or 100% unless it is exactly that."""
+    if 0 < p < 0.001:
+        return "<0.1%"
+    if 0.999 < p < 1:
+        return ">99.9%"
+    return f"{p:.1%}"
 
 
 def main(cfg: CompareConfig) -> str:
@@ -118,17 +135,19 @@ def main(cfg: CompareConfig) -> str:
             scores[i] = load_scores(paths[i])
         return scores[i]
 
+    scored = [i for i, r in enumerate(reports) if "skipped" not in r]  # "skipped": a GPU-only row run on a CPU
     if cfg.threshold:  # every headline number at one threshold, recomputed from the stored scores
-        reports = [{**r, **build_report(rows_of(i), name=r["name"], threshold=cfg.threshold)}
+        reports = [{**r, **build_report(rows_of(i), name=r["name"], threshold=cfg.threshold)} if i in scored else r
                    for i, r in enumerate(reports)]
     md = table(reports, title=cfg.title, fp8_placeholders=cfg.add_fp8_placeholders)
     diffs: dict[int, dict[str, Any]] = {}
     if cfg.baseline:
         bpath = Path(cfg.baseline)
-        base_rows, base = load_scores(bpath), load(bpath)
+        base = load(bpath)
+        base_rows = load_scores(bpath)
         if cfg.threshold:
             base = {**base, **build_report(base_rows, name=base["name"], threshold=cfg.threshold)}
-        diffs = {i: paired(base, base_rows, r, rows_of(i)) for i, r in enumerate(reports)
+        diffs = {i: paired(base, base_rows, reports[i], rows_of(i)) for i in scored
                  if _folder(paths[i]) != _folder(bpath)}
         md += "\n" + paired_table(base, [(reports[i], d) for i, d in diffs.items()])
     cfg.out.parent.mkdir(parents=True, exist_ok=True)

@@ -208,6 +208,7 @@ class TextTally:
     tp: int
     fp: int
     fn: int
+    judged: bool  # has at least one default-category pair (else it counts as neither benign nor harmful)
     harmful: bool  # has a default-category label
     flagged: bool  # some default category flagged it
 
@@ -216,22 +217,25 @@ def text_tallies(rows: Iterable[ScoredPair], threshold: float) -> dict[str, Text
     """Per record id, in first-seen order."""
     acc: dict[str, list[int]] = {}
     for r in rows:
-        t = acc.setdefault(r.record_id, [0, 0, 0, 0, 0])
+        t = acc.setdefault(r.record_id, [0, 0, 0, 0, 0, 0])
         hit = r.score >= threshold
         t[0] += r.label and hit
         t[1] += hit and not r.label
         t[2] += r.label and not hit
         if r.category != CUSTOM:
-            t[3] |= r.label
-            t[4] |= hit
-    return {k: TextTally(v[0], v[1], v[2], bool(v[3]), bool(v[4])) for k, v in acc.items()}
+            t[3] = 1
+            t[4] |= r.label
+            t[5] |= hit
+    return {k: TextTally(v[0], v[1], v[2], bool(v[3]), bool(v[4]), bool(v[5])) for k, v in acc.items()}
 
 
 def tally_stats(tallies: Iterable[TextTally]) -> dict[str, float]:
-    """Micro F1, benign FPR and harmful caught from text tallies (the same values `summary` reports)."""
+    """Micro F1, benign FPR and harmful caught from text tallies (the values `summary` reports)."""
     tp = fp = fn = benign = benign_hit = harmful = caught = 0
     for t in tallies:
         tp, fp, fn = tp + t.tp, fp + t.fp, fn + t.fn
+        if not t.judged:
+            continue
         if t.harmful:
             harmful += 1
             caught += t.flagged
@@ -250,10 +254,21 @@ def _interval(values: list[float], level: float) -> tuple[float, float]:
     return round(lo, 4), round(hi, 4)
 
 
+def _check_resampling(n_texts: int, resamples: int, level: float) -> None:
+    if n_texts < 1:
+        raise ValueError("no scored texts to resample")
+    if resamples < 1 or not 0 < level < 1:
+        raise ValueError(f"need resamples >= 1 and 0 < level < 1, got {resamples} and {level}")
+
+
 def bootstrap_ci(rows: Sequence[ScoredPair], threshold: float, *, resamples: int = 2000, seed: int = 0,
                  level: float = 0.95) -> dict[str, tuple[float, float]]:
-    """Percentile interval of each of `STATS` over texts drawn with replacement (fixed seed: reproducible)."""
+    """Percentile interval of each of `STATS` over texts drawn with replacement (fixed seed: reproducible).
+
+    A resample without benign (or harmful) texts counts that rate as 0; negligible with tens of each.
+    """
     texts = list(text_tallies(rows, threshold).values())
+    _check_resampling(len(texts), resamples, level)
     rng = random.Random(seed)
     draws: dict[str, list[float]] = {s: [] for s in STATS}
     for _ in range(resamples):
@@ -265,21 +280,25 @@ def bootstrap_ci(rows: Sequence[ScoredPair], threshold: float, *, resamples: int
 
 def paired_bootstrap(a: Sequence[ScoredPair], a_threshold: float, b: Sequence[ScoredPair], b_threshold: float, *,
                      resamples: int = 2000, seed: int = 0, level: float = 0.95) -> dict[str, dict[str, float]]:
-    """B minus A on the same texts: the difference, its percentile interval, and the share of resamples
-    in which B is higher. Both score sets must cover the same record ids (the same split).
+    """B minus A on the same texts: the difference, its percentile interval, and the shares of resamples
+    in which B is higher and lower (the rest are ties: these metrics are discrete).
 
     Raises:
-        ValueError: the two sets judge different texts.
+        ValueError: the two sets judge different texts, categories or gold labels.
     """
+    gold_a = {(r.record_id, r.category, r.label) for r in a}
+    gold_b = {(r.record_id, r.category, r.label) for r in b}
+    if gold_a != gold_b:
+        ids = {g[0] for g in gold_a ^ gold_b}
+        raise ValueError(f"paired comparison needs the same texts, categories and labels: {len(ids)} texts differ")
     ta, tb = text_tallies(a, a_threshold), text_tallies(b, b_threshold)
-    if set(ta) != set(tb):
-        raise ValueError(f"paired comparison needs the same texts: {len(set(ta) ^ set(tb))} record ids differ")
-    ids = list(ta)
+    ids_list = list(ta)
+    _check_resampling(len(ids_list), resamples, level)
     rng = random.Random(seed)
     point_a, point_b = tally_stats(ta.values()), tally_stats(tb.values())
     diffs: dict[str, list[float]] = {s: [] for s in STATS}
     for _ in range(resamples):
-        pick = [ids[rng.randrange(len(ids))] for _ in ids]
+        pick = [ids_list[rng.randrange(len(ids_list))] for _ in ids_list]
         sa, sb = tally_stats(ta[i] for i in pick), tally_stats(tb[i] for i in pick)
         for s in STATS:
             diffs[s].append(sb[s] - sa[s])
@@ -287,5 +306,6 @@ def paired_bootstrap(a: Sequence[ScoredPair], a_threshold: float, b: Sequence[Sc
     for s in STATS:
         lo, hi = _interval(diffs[s], level)
         out[s] = {"diff": round(point_b[s] - point_a[s], 4), "lo": lo, "hi": hi,
-                  "b_higher": round(sum(d > 0 for d in diffs[s]) / resamples, 4)}
+                  "b_higher": round(sum(d > 0 for d in diffs[s]) / resamples, 4),
+                  "b_lower": round(sum(d < 0 for d in diffs[s]) / resamples, 4)}
     return out

@@ -9,6 +9,7 @@ import pytest
 from training.metrics import (
     Counts,
     ScoredPair,
+    _interval,
     average_precision,
     benign_fpr,
     bootstrap_ci,
@@ -119,6 +120,7 @@ def _random_split(seed: int, texts: int = 60, noise: float = 0.35) -> list[Score
             y = c in gold
             score = (0.75 if y else 0.25) + rng.uniform(-noise, noise)
             rows.append(ScoredPair(f"t{t}", c, y, min(1.0, max(0.0, score))))
+    rows.append(ScoredPair("custom-only", "custom", True, 0.9))  # counts for F1, not as a benign or harmful text
     return rows
 
 
@@ -134,9 +136,20 @@ def test_text_tallies_give_the_summary_numbers(seed: int) -> None:
 
 
 def test_text_tallies_keep_custom_out_of_the_text_outcome() -> None:
-    rows = [ScoredPair("a", "custom", True, 0.9), ScoredPair("a", "violence", False, 0.1)]
-    t = text_tallies(rows, 0.5)["a"]
-    assert (t.tp, t.fp, t.fn, t.harmful, t.flagged) == (1, 0, 0, False, False)
+    rows = [ScoredPair("a", "custom", True, 0.9), ScoredPair("a", "violence", False, 0.1),
+            ScoredPair("b", "custom", False, 0.9)]
+    t = text_tallies(rows, 0.5)
+    assert (t["a"].tp, t["a"].fp, t["a"].fn, t["a"].judged, t["a"].harmful, t["a"].flagged) == (1, 0, 0, True, False,
+                                                                                                  False)
+    assert not t["b"].judged and tally_stats(t.values())["benign_fpr"] == 0.0  # "b" is no benign text
+
+
+def test_interval_is_the_percentile_interval_widened_outward() -> None:
+    values = [float(i) for i in range(2000)]
+    assert _interval(values, 0.95) == (49.0, 1950.0)
+    assert _interval(values, 0.5) == (499.0, 1500.0)
+    with pytest.raises(ValueError, match="resamples"):
+        bootstrap_ci([ScoredPair("a", "violence", True, 0.9)], 0.5, resamples=0)
 
 
 def test_bootstrap_interval_brackets_the_estimate_and_narrows_with_more_texts() -> None:
@@ -157,10 +170,18 @@ def test_paired_bootstrap_separates_a_better_model_from_itself() -> None:
     weak = _random_split(9, texts=150, noise=0.45)
     strong = [ScoredPair(r.record_id, r.category, r.label, 0.9 if r.label else 0.1) for r in weak]
     same = paired_bootstrap(weak, 0.5, weak, 0.5, resamples=300)
-    assert all(d == {"diff": 0.0, "lo": 0.0, "hi": 0.0, "b_higher": 0.0} for d in same.values())
+    assert all(d == {"diff": 0.0, "lo": 0.0, "hi": 0.0, "b_higher": 0.0, "b_lower": 0.0} for d in same.values())
     better = paired_bootstrap(weak, 0.5, strong, 0.5, resamples=300)
     assert better["f1"]["lo"] > 0 and better["f1"]["b_higher"] == 1.0
     assert better["benign_fpr"]["diff"] < 0 and better["benign_fpr"]["hi"] <= 0
     assert better["f1"]["lo"] <= better["f1"]["diff"] <= better["f1"]["hi"]
+    assert better["benign_fpr"]["b_lower"] == 1.0
+    # Each side at its own threshold: at 0.95 the strong scores (0.9) flag nothing.
+    silent = paired_bootstrap(weak, 0.5, strong, 0.95, resamples=300)
+    assert silent["harmful_caught"]["hi"] < 0 and silent["f1"]["b_lower"] == 1.0
     with pytest.raises(ValueError, match="same texts"):
         paired_bootstrap(weak, 0.5, [r for r in strong if r.record_id != "t0"], 0.5)
+    relabelled = [ScoredPair(r.record_id, r.category, not r.label if r.record_id == "t3" else r.label, r.score)
+                  for r in strong]
+    with pytest.raises(ValueError, match="1 texts differ"):
+        paired_bootstrap(weak, 0.5, relabelled, 0.5)

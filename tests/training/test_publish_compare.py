@@ -93,16 +93,27 @@ def test_compare_pairs_reports_with_a_baseline_and_rescores_at_one_threshold(tmp
     strong = [ScoredPair(r, c, y, 0.8 if y else 0.2) for r, c, y in gold]
     a = _report(tmp_path / "weak", "weak", weak, 0.5)
     b = _report(tmp_path / "strong", "strong", strong, 0.7)
-    md = compare_main(CompareConfig(reports=f"{a},{b}", baseline=a, out=tmp_path / "cmp.md"))
+    other = _report(tmp_path / "other", "other", [ScoredPair(f"x{i}", "violence", True, 0.9) for i in range(5)], 0.5)
+    skipped = tmp_path / "fp8"
+    skipped.mkdir()
+    (skipped / "report.json").write_text(json.dumps({"name": "fp8_training", "skipped": "needs a GPU"}))
+    md = compare_main(CompareConfig(reports=f"{a},{b},{other},{skipped}", baseline=f"{a}/report.json",
+                                    out=tmp_path / "cmp.md"))
     assert "## Paired with `weak` (threshold 0.5)" in md
     paired_rows = [line for line in md.splitlines() if line.startswith("| `strong` | 0.7 | +")]
-    assert len(paired_rows) == 1, md  # the baseline is not paired with itself
+    assert len(paired_rows) == 1, md  # the baseline (given as its report.json) is not paired with itself
+    assert "| `weak` | 0.5 | " not in md.split("## Paired")[1]
+    assert "| `other` | 0.5 | — (paired comparison needs the same texts" in md
+    assert "`fp8_training` | — (needs a GPU)" in md
     saved = json.loads((tmp_path / "cmp.json").read_text())
     assert "vs_baseline" not in saved[0] and saved[1]["vs_baseline"]["f1"]["lo"] > 0
+    assert "vs_baseline" not in saved[3] and "error" in saved[2]["vs_baseline"]
     assert saved[1]["vs_baseline"]["benign_fpr"]["diff"] < 0 and saved[1]["ci95"]["f1"] == [1.0, 1.0]
     # One threshold for all: at 0.7 the weak model flags nothing, so its F1 drops to 0 in both tables.
-    md = compare_main(CompareConfig(reports=f"{a},{b}", baseline=a, threshold=0.7, out=tmp_path / "cmp.md"))
+    md = compare_main(CompareConfig(reports=f"{a},{b},{skipped}", baseline=a, threshold=0.7, out=tmp_path / "cmp.md"))
     assert "| `weak` | 0.000 |" in md and "## Paired with `weak` (threshold 0.7)" in md
+    with pytest.raises(SystemExit, match="no report at"):
+        compare_main(CompareConfig(reports=f"{a},{b}", baseline=str(tmp_path / "typo"), out=tmp_path / "cmp.md"))
     (tmp_path / "weak" / "scores.jsonl").unlink()
     with pytest.raises(SystemExit, match=r"no scores\.jsonl"):
         compare_main(CompareConfig(reports=f"{a},{b}", baseline=a, out=tmp_path / "cmp.md"))

@@ -24,8 +24,8 @@ from inference.model_prep import (
 
 def test_the_adapter_is_in_the_repository_small_and_documented() -> None:
     cfg = json.loads((ADAPTER_DIR / "adapter_config.json").read_text())
-    assert cfg["peft_type"] == "LORA" and cfg["r"] <= 16
-    assert (ADAPTER_DIR / "adapter_model.safetensors").stat().st_size < 16 * 2**20
+    assert cfg["peft_type"] == "LORA" and cfg["r"] <= 32
+    assert (ADAPTER_DIR / "adapter_model.safetensors").stat().st_size < 16 * 2**20  # small enough for git
     card = (ADAPTER_DIR / "README.md").read_text().lower()
     for needle in ("wall time", "f1", "benign false-positive rate", "jp-judge-v1", "written by the team"):
         assert needle in card
@@ -68,10 +68,13 @@ def test_plain_merge_equals_peft_merge(base_dir: Path) -> None:
 
     from training.modeling import load_model
 
-    merged = merge_lora(load_file(str(base_dir / "model.safetensors")), ADAPTER_DIR)
+    applied: set[str] = set()
+    merged = merge_lora(load_file(str(base_dir / "model.safetensors")), ADAPTER_DIR, applied=applied)
     peft_model = PeftModel.from_pretrained(load_model(base_dir, dtype=torch.float32), str(ADAPTER_DIR))
     ref = peft_model.merge_and_unload().state_dict()
-    for key in ("model.layers.0.self_attn.q_proj.weight", "model.layers.17.mlp.down_proj.weight"):
+    layers = sorted({int(k.split(".")[2]) for k in applied})
+    assert len(applied) == 7 * len(layers)  # q, k, v, o, gate, up, down of every adapted layer
+    for key in (f"model.layers.{layers[0]}.self_attn.q_proj.weight", f"model.layers.{layers[-1]}.mlp.down_proj.weight"):
         assert torch.allclose(merged[key].float(), ref[key], atol=1e-2), key
         assert not torch.equal(merged[key], load_file(str(base_dir / "model.safetensors"))[key])
 

@@ -22,8 +22,8 @@ def build_report(rows: Sequence[ScoredPair], *, name: str, threshold: float, ext
     cats = sorted({r.category for r in rows}, key=[r.category for r in rows].index)
     ap = {c: round(average_precision([r.label for r in rows if r.category == c],
                                      [r.score for r in rows if r.category == c]), 4) for c in cats}
-    return {"name": name, **summary(rows, threshold), "ci95": bootstrap_ci(rows, threshold, resamples=CI_RESAMPLES),
-            "average_precision": ap, "sweep": sweep,
+    ci = bootstrap_ci(rows, threshold, resamples=CI_RESAMPLES) if rows else None  # none when nothing was scored
+    return {"name": name, **summary(rows, threshold), "ci95": ci, "average_precision": ap, "sweep": sweep,
             "best_f1_threshold": best["threshold"], "pairs": len(rows),
             "texts": len({r.record_id for r in rows}), **(extra or {})}
 
@@ -98,7 +98,7 @@ def plot(rows: Sequence[ScoredPair], rep: dict[str, Any], out: Path) -> None:
     plt.close(fig)
 
     cols = 3
-    nrows = -(-len(cats) // cols)
+    nrows = max(1, -(-len(cats) // cols))  # one empty panel when nothing was scored
     fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 2.9 * nrows), squeeze=False)
     for i, ax in enumerate(axes.flat):
         if i >= len(cats):

@@ -82,6 +82,13 @@ def test_compare_tabulates_reports_and_marks_fp8_rows(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "cmp.json").read_text())[1]["name"] == "ptq_int8_dynamic"
 
 
+def test_a_report_of_no_scored_pairs_has_no_interval_and_still_renders(tmp_path: Path) -> None:
+    rep = build_report([], name="empty", threshold=0.5)  # e.g. every model answer was invalid
+    assert rep["ci95"] is None and rep["overall"]["f1"] == 0.0
+    write_report([], rep, tmp_path)
+    assert "95% interval" not in (tmp_path / "report.md").read_text()
+
+
 def _report(folder: Path, name: str, rows: list[ScoredPair], threshold: float) -> str:
     write_report(rows, build_report(rows, name=name, threshold=threshold), folder)
     return str(folder)

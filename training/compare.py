@@ -15,10 +15,9 @@ from typing import Any
 
 from training.metrics import ScoredPair, paired_bootstrap
 from training.pairs import DEFAULT_SPECS
-from training.report import build_report
+from training.report import CI_RESAMPLES, build_report
 
 FP8_ROWS = ("fp8_training", "ptq_float8_dynamic")
-PAIRED_RESAMPLES = 2000
 CATS = [c.id for c in DEFAULT_SPECS] + ["custom"]
 
 
@@ -87,7 +86,7 @@ def paired(baseline: dict[str, Any], base_rows: list[ScoredPair], rep: dict[str,
            ) -> dict[str, Any]:
     """`rep` minus the baseline at each one's threshold, or {"error": ...} when they judged different texts."""
     try:
-        return paired_bootstrap(base_rows, baseline["threshold"], rows, rep["threshold"], resamples=PAIRED_RESAMPLES)
+        return paired_bootstrap(base_rows, baseline["threshold"], rows, rep["threshold"], resamples=CI_RESAMPLES)
     except ValueError as e:
         return {"error": str(e)}
 
@@ -95,7 +94,7 @@ def paired(baseline: dict[str, Any], base_rows: list[ScoredPair], rep: dict[str,
 def paired_table(baseline: dict[str, Any], diffs: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
     """Markdown: each report minus the baseline, with 95% intervals, on the same texts."""
     out = [f"## Paired with `{baseline['name']}` (threshold {baseline['threshold']})", "",
-           f"Model minus baseline on the same texts, with its 95% interval (texts resampled {PAIRED_RESAMPLES:,} "
+           f"Model minus baseline on the same texts, with its 95% interval (texts resampled {CI_RESAMPLES:,} "
            "times); higher/lower = share of resamples in which the model's value is higher/lower than the "
            "baseline's (the rest are ties). About a dozen intervals per table: expect one in twenty to exclude 0 "
            "by chance.", "",

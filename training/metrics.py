@@ -102,22 +102,10 @@ def macro_f1(counts: dict[str, Counts]) -> float:
     return sum(scored) / len(scored) if scored else 0.0
 
 
-def _texts(rows: Iterable[ScoredPair], threshold: float) -> list[tuple[bool, bool]]:
-    """Per text: (has a default label, flagged by some default category); custom pairs are left out."""
-    texts: dict[str, tuple[bool, bool]] = {}
-    for r in rows:
-        if r.category == CUSTOM:
-            continue
-        pos, hit = texts.get(r.record_id, (False, False))
-        texts[r.record_id] = (pos or r.label, hit or r.score >= threshold)
-    return list(texts.values())
-
-
 def benign_fpr(rows: Iterable[ScoredPair], threshold: float) -> tuple[int, int, float]:
     """(flagged benign texts, benign texts, rate); benign = no default-category label."""
-    benign = [hit for pos, hit in _texts(rows, threshold) if not pos]
-    flagged = sum(benign)
-    return flagged, len(benign), (flagged / len(benign) if benign else 0.0)
+    flagged, benign, _, _ = _text_outcomes(text_tallies(rows, threshold).values())
+    return flagged, benign, (flagged / benign if benign else 0.0)
 
 
 def harmful_caught(rows: Iterable[ScoredPair], threshold: float) -> tuple[int, int, float]:
@@ -126,9 +114,8 @@ def harmful_caught(rows: Iterable[ScoredPair], threshold: float) -> tuple[int, i
     What an application that blocks on any flag sees: a harmful text flagged under the wrong category
     is still caught here, while per-category F1 counts it as a miss plus a false positive.
     """
-    harmful = [hit for pos, hit in _texts(rows, threshold) if pos]
-    caught = sum(harmful)
-    return caught, len(harmful), (caught / len(harmful) if harmful else 0.0)
+    _, _, caught, harmful = _text_outcomes(text_tallies(rows, threshold).values())
+    return caught, harmful, (caught / harmful if harmful else 0.0)
 
 
 def summary(rows: Sequence[ScoredPair], threshold: float) -> dict[str, object]:
@@ -149,10 +136,11 @@ def threshold_sweep(rows: Sequence[ScoredPair], thresholds: Sequence[float]) -> 
     for t in thresholds:
         cats = per_category(rows, t)
         tot = micro(cats.values())
+        rates = tally_stats(text_tallies(rows, t).values())
         out.append({"threshold": t, "precision": round(tot.precision, 4), "recall": round(tot.recall, 4),
                     "f1": round(tot.f1, 4), "macro_f1": round(macro_f1(cats), 4),
-                    "benign_fpr": round(benign_fpr(rows, t)[2], 4),
-                    "harmful_caught": round(harmful_caught(rows, t)[2], 4)})
+                    "benign_fpr": round(rates["benign_fpr"], 4),
+                    "harmful_caught": round(rates["harmful_caught"], 4)})
     return out
 
 
@@ -195,8 +183,9 @@ def pick_threshold(sweep: Sequence[dict[str, float]], *, max_benign_fpr: float =
     return max(ok, key=lambda r: (r["f1"], -abs(r["threshold"] - 0.5)))["threshold"]
 
 
-# -- Uncertainty: the test split is small (a few hundred texts), so every headline number gets an
-# interval. Texts, not pairs, are resampled: a text's category judgements are not independent.
+# -- Per-text tallies: the text-level rates above, and the intervals below. The test split is small (a
+# few hundred texts), so every headline number gets an interval. Texts, not pairs, are resampled: a
+# text's category judgements are not independent.
 
 STATS = ("f1", "benign_fpr", "harmful_caught")
 
@@ -229,11 +218,11 @@ def text_tallies(rows: Iterable[ScoredPair], threshold: float) -> dict[str, Text
     return {k: TextTally(v[0], v[1], v[2], bool(v[3]), bool(v[4]), bool(v[5])) for k, v in acc.items()}
 
 
-def tally_stats(tallies: Iterable[TextTally]) -> dict[str, float]:
-    """Micro F1, benign FPR and harmful caught from text tallies (the values `summary` reports)."""
-    tp = fp = fn = benign = benign_hit = harmful = caught = 0
+def _text_outcomes(tallies: Iterable[TextTally]) -> tuple[int, int, int, int]:
+    """(flagged benign texts, benign texts, caught harmful texts, harmful texts); texts without a
+    default-category pair are neither."""
+    benign_hit = benign = caught = harmful = 0
     for t in tallies:
-        tp, fp, fn = tp + t.tp, fp + t.fp, fn + t.fn
         if not t.judged:
             continue
         if t.harmful:
@@ -242,7 +231,15 @@ def tally_stats(tallies: Iterable[TextTally]) -> dict[str, float]:
         else:
             benign += 1
             benign_hit += t.flagged
-    return {"f1": Counts(tp, fp, fn).f1, "benign_fpr": benign_hit / benign if benign else 0.0,
+    return benign_hit, benign, caught, harmful
+
+
+def tally_stats(tallies: Iterable[TextTally]) -> dict[str, float]:
+    """Micro F1, benign FPR and harmful caught from text tallies (the values `summary` reports)."""
+    tallies = list(tallies)
+    benign_hit, benign, caught, harmful = _text_outcomes(tallies)
+    counts = Counts(sum(t.tp for t in tallies), sum(t.fp for t in tallies), sum(t.fn for t in tallies))
+    return {"f1": counts.f1, "benign_fpr": benign_hit / benign if benign else 0.0,
             "harmful_caught": caught / harmful if harmful else 0.0}
 
 

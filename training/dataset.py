@@ -6,6 +6,11 @@ name order, reports each schema error as `file:line: message`, drops later dupli
 shuffle inside each stratum (source file x positive-or-negative for that file's category), and
 writes `splits/{train,dev,test}.jsonl` and the dataset card `README.md`. The outputs depend only
 on the sources and the seed, so they can be committed and rebuilt byte-for-byte.
+
+A category may have several files: `violence.jsonl`, then `violence_2.jsonl` for a later batch.
+Each file is its own stratum, so adding a file adds records to every split without moving any
+existing record from one split to another: a model trained on the old train split can still be
+scored on the new test split.
 """
 
 from __future__ import annotations
@@ -71,18 +76,25 @@ def dedupe_key(text: str) -> str:
     return _WS.sub("", unicodedata.normalize("NFKC", text))
 
 
+_BATCH = re.compile(r"(.+)_(\d+)")
+
+
 def file_category(stem: str) -> str:
-    """The category a source file is about: its stem (`custom`, `benign` included)."""
+    """The category a source file is about: its stem (`custom`, `benign` included), without a
+    batch suffix (`violence_2` -> `violence`)."""
+    m = _BATCH.fullmatch(stem)
+    if m and (m.group(1) in DEFAULT_IDS or m.group(1) in ("custom", "benign")):
+        return m.group(1)
     return stem
 
 
 def is_positive(record: dict[str, Any]) -> bool:
     """Positive for the category of the record's own file (the split's stratum)."""
-    stem = record["id"].rsplit("-", 1)[0]
-    if stem == "custom":
+    cat = file_category(record["id"].rsplit("-", 1)[0])
+    if cat == "custom":
         return bool(record["custom"] and record["custom"]["label"])
-    if stem in DEFAULT_IDS:
-        return stem in record["labels"]
+    if cat in DEFAULT_IDS:
+        return cat in record["labels"]
     return bool(record["labels"])
 
 
@@ -131,8 +143,8 @@ def validate_record(obj: Any, stem: str) -> list[str]:
                 or not all(isinstance(custom[k], str) and custom[k].strip() for k in ("name", "definition"))
                 or not isinstance(custom["label"], bool)):
             errs.append("custom must be null or {name: non-empty str, definition: non-empty str, label: bool}")
-    if stem == "custom" and custom is None:
-        errs.append("records of custom.jsonl need a custom category")
+    if file_category(stem) == "custom" and custom is None:
+        errs.append(f"records of {stem}.jsonl need a custom category")
     return errs
 
 

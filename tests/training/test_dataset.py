@@ -114,3 +114,28 @@ def test_the_committed_splits_match_a_fresh_build(tmp_path: Path) -> None:
             f"{committed} is stale: run `python -m training data build`")
     assert (DATA_DIR / "README.md").read_bytes() == (tmp_path / "README.md").read_bytes()
     assert sum(len(v) for v in res.splits.values()) > 0
+
+
+def test_a_second_file_of_a_category_moves_no_existing_record_between_splits(tmp_path: Path) -> None:
+    src = tmp_path / "source"
+    write(src, "violence", [rec(i) for i in range(1, 101)])
+    write(src, "benign", [rec(i, "benign", labels=[]) for i in range(1, 41)])
+    before = build(DataConfig(source_dir=src, out_dir=tmp_path / "a"))
+    # the later batch, in its own file and stratum: 60 violence positives, 10 texts that violate only
+    # another category (negatives for violence) and 30 safe look-alikes
+    write(src, "violence_2", [rec(i, "violence_2", labels=["violence"] if i <= 60 else ["harassment"] if i <= 70
+                                  else [], text=f"追加のテキスト{i}") for i in range(1, 101)])
+    after = build(DataConfig(source_dir=src, out_dir=tmp_path / "b"))
+    where = {r["id"]: name for name, rs in after.splits.items() for r in rs}
+    for name, rs in before.splits.items():
+        assert all(where[r["id"]] == name for r in rs)
+    test_strata = [stratum(r) for r in after.splits["test"]]
+    # positive means positive for the file's category (violence), not any label: 60 pos -> 6, 40 neg -> 4
+    assert test_strata.count("violence_2/pos") == 6 and test_strata.count("violence_2/neg") == 4
+
+
+def test_a_batch_file_of_custom_needs_custom_categories(tmp_path: Path) -> None:
+    src = tmp_path / "source"
+    write(src, "custom_2", [rec(1, "custom_2", labels=[])])
+    with pytest.raises(DatasetError, match=r"custom_2.jsonl:1: records of custom_2.jsonl need a custom category"):
+        load_sources(src)

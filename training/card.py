@@ -58,7 +58,9 @@ def dataset_card(result: Any, *, seed: int) -> str:
         "**Build.** `python -m training data build` validates every line against the schema (errors are "
         "reported as `file:line`), drops later duplicates of the same text (NFKC-normalised, whitespace "
         f"removed), and splits each stratum (source file x positive/negative for that file's category) "
-        f"80/10/10 into train/dev/test with seed {seed}. The splits are deterministic.",
+        f"80/10/10 into train/dev/test with seed {seed}. The splits are deterministic. A later batch of a "
+        "category has its own file (`violence_2`: the second batch, written 2026-11-30), so adding it moved no "
+        "earlier record to another split.",
         "",
         f"Records after de-duplication: **{total}** "
         f"({per_split}); "

@@ -3,7 +3,9 @@
 With `--baseline`, a second table gives each model's paired difference from the baseline on the same
 texts (`metrics.paired_bootstrap`), so a change of a few texts on a small split is not read as a
 better model. `--threshold` re-scores every report from its `scores.jsonl` at one threshold (for
-example 0.5, what a category ships with) instead of each report's own.
+example 0.5, what a category ships with) instead of each report's own. `--records` keeps only the
+texts of one JSONL file (for example an earlier, smaller test split, which a grown split contains), so
+reports scored on different versions of a split can still be compared, and paired, on what they share.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class CompareConfig:
         "help": "report folder (with scores.jsonl) to compare every other report against, paired on the same texts"})
     threshold: float = field(default=0.0, metadata={
         "help": "re-score every report from its scores.jsonl at this threshold (0 = each report's own)"})
+    records: str = field(default="", metadata={
+        "help": "JSONL file (e.g. an earlier test split): re-score every report on only the texts whose ids it holds"})
 
 
 def _folder(path: Path) -> Path:
@@ -122,30 +126,44 @@ def _share(p: float) -> str:
     return f"{p:.1%}"
 
 
+def record_ids(path: Path) -> set[str]:
+    """The `id`s of a JSONL file of records (a split)."""
+    if not path.is_file():
+        raise SystemExit(f"compare: no records file at {path}")
+    ids = {json.loads(line)["id"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
+    if not ids:
+        raise SystemExit(f"compare: {path} holds no records")
+    return ids
+
+
 def main(cfg: CompareConfig) -> str:
     paths = [Path(p.strip()) for p in cfg.reports.split(",") if p.strip()]
     if not paths:
         raise SystemExit("compare: give --reports a,b,c")
     reports = [load(p) for p in paths]
+    keep = record_ids(Path(cfg.records)) if cfg.records else None
     scores: dict[int, list[ScoredPair]] = {}
+
+    def restrict(rows: list[ScoredPair]) -> list[ScoredPair]:
+        return rows if keep is None else [r for r in rows if r.record_id in keep]
 
     def rows_of(i: int) -> list[ScoredPair]:
         if i not in scores:
-            scores[i] = load_scores(paths[i])
+            scores[i] = restrict(load_scores(paths[i]))
         return scores[i]
 
     scored = [i for i, r in enumerate(reports) if "skipped" not in r]  # "skipped": a GPU-only row run on a CPU
-    if cfg.threshold:  # every headline number at one threshold, recomputed from the stored scores
-        reports = [{**r, **build_report(rows_of(i), name=r["name"], threshold=cfg.threshold)} if i in scored else r
-                   for i, r in enumerate(reports)]
+    if cfg.threshold or keep is not None:  # every headline number recomputed from the stored scores
+        reports = [{**r, **build_report(rows_of(i), name=r["name"], threshold=cfg.threshold or r["threshold"])}
+                   if i in scored else r for i, r in enumerate(reports)]
     md = table(reports, title=cfg.title, fp8_placeholders=cfg.add_fp8_placeholders)
     diffs: dict[int, dict[str, Any]] = {}
     if cfg.baseline:
         bpath = Path(cfg.baseline)
         base = load(bpath)
-        base_rows = load_scores(bpath)
-        if cfg.threshold:
-            base = {**base, **build_report(base_rows, name=base["name"], threshold=cfg.threshold)}
+        base_rows = restrict(load_scores(bpath))
+        if cfg.threshold or keep is not None:
+            base = {**base, **build_report(base_rows, name=base["name"], threshold=cfg.threshold or base["threshold"])}
         diffs = {i: paired(base, base_rows, reports[i], rows_of(i)) for i in scored
                  if _folder(paths[i]) != _folder(bpath)}
         md += "\n" + paired_table(base, [(reports[i], d) for i, d in diffs.items()])

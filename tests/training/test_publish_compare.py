@@ -124,3 +124,24 @@ def test_compare_pairs_reports_with_a_baseline_and_rescores_at_one_threshold(tmp
     (tmp_path / "weak" / "scores.jsonl").unlink()
     with pytest.raises(SystemExit, match=r"no scores\.jsonl"):
         compare_main(CompareConfig(reports=f"{a},{b}", baseline=a, out=tmp_path / "cmp.md"))
+
+
+def test_compare_restricts_every_report_to_the_texts_of_a_records_file(tmp_path: Path) -> None:
+    # "old" scored 40 texts; "grown" scored those 40 plus 20 new ones on which it is perfect.
+    gold = [(f"t{i}", "violence", i % 2 == 0) for i in range(40)]
+    old = [ScoredPair(r, c, y, 0.9 if (y and r < "t3") or r.endswith("1") else 0.1) for r, c, y in gold]
+    grown = [ScoredPair(r, c, y, 0.9 if y else 0.1) for r, c, y in gold] + [
+        ScoredPair(f"n{i}", "violence", i % 2 == 0, 0.9 if i % 2 == 0 else 0.1) for i in range(20)]
+    a = _report(tmp_path / "old", "old", old, 0.5)
+    b = _report(tmp_path / "grown", "grown", grown, 0.4)
+    md = compare_main(CompareConfig(reports=f"{a},{b}", baseline=a, out=tmp_path / "cmp.md"))
+    assert "| `grown` | 0.4 | — (paired comparison needs the same texts" in md
+    split = tmp_path / "test-v1.jsonl"
+    split.write_text("".join(json.dumps({"id": r}) + "\n" for r, _, _ in gold))
+    md = compare_main(CompareConfig(reports=f"{a},{b}", baseline=a, records=str(split), out=tmp_path / "cmp.md"))
+    saved = json.loads((tmp_path / "cmp.json").read_text())
+    assert [s["texts"] for s in saved] == [40, 40]
+    assert saved[1]["threshold"] == 0.4 and saved[1]["overall"]["f1"] == 1.0  # its own threshold, on the 40 only
+    assert saved[1]["vs_baseline"]["f1"]["diff"] > 0 and "| `grown` | 0.4 | +" in md
+    with pytest.raises(SystemExit, match="no records file"):
+        compare_main(CompareConfig(reports=a, records=str(tmp_path / "nope.jsonl"), out=tmp_path / "cmp.md"))

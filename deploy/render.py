@@ -117,6 +117,7 @@ def render_judge(cfg: DeployConfig) -> Manifest:
             *_common_env("judge"),
             _env("GUARDRAIL_INFERENCE_URL", f"http://localhost:{cfg.engine.port}"),
             _env("GUARDRAIL_MODEL_NAME", cfg.model.served_model_name),
+            _env("GUARDRAIL_MODEL_REVISION", cfg.model.version),
             _env("GUARDRAIL_MAX_NUM_SEQS", seqs),
             _env("GUARDRAIL_MAX_MODEL_LEN", cfg.engine.max_model_len),
             *_database_env(cfg, "judge", migrate=False),

@@ -160,9 +160,11 @@ def create_app(settings: Settings, *, judge_model: JudgeModel | None = None, mod
         publisher, pubsub = _publisher(settings, sessions)
         publisher.start()
         judge = JudgeService(model=model, model_name=name, cache=verdicts, publisher=publisher,
-                             cache_ttl_s=settings.verdict_cache_ttl_s, explain_max_tokens=settings.explain_max_tokens)
+                             cache_ttl_s=settings.verdict_cache_ttl_s, explain_max_tokens=settings.explain_max_tokens,
+                             model_revision=settings.model_revision)
         app.state.services = Services(settings, engine, sessions, model, name, verdicts, publisher, contexts, judge)
-        log.info("guardrail ready", extra={"fields": {"model": name, "database": engine.dialect.name}})
+        log.info("guardrail ready", extra={"fields": {"model": name, "model_revision": settings.model_revision,
+                                                      "database": engine.dialect.name}})
         if settings.gc_freeze:
             settle_heap()
         try:

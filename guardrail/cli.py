@@ -36,8 +36,9 @@ def engine_config(settings: Settings, model_dir: Path, name: str) -> EngineConfi
                         max_model_len=settings.max_model_len)
 
 
-def local_model(settings: Settings) -> tuple[Path, str]:
-    """The model folder the local engine serves: GUARDRAIL_MODEL_DIR, or the prepared model.
+def local_model(settings: Settings) -> tuple[Path, str, str | None]:
+    """The model folder the local engine serves (GUARDRAIL_MODEL_DIR, or the prepared model), its served
+    name, and its revision: the start of its weights' hash from the folder's manifest (None without one).
 
     The prepared model is the project's fine-tuned judge unless GUARDRAIL_MODEL_VARIANT=base.
     """
@@ -48,12 +49,18 @@ def local_model(settings: Settings) -> tuple[Path, str]:
         if not (folder / "config.json").exists():
             sys.exit(f"GUARDRAIL_MODEL_DIR={folder} is not a Hugging Face model folder (no config.json)")
         manifest = read_manifest(folder) or {}
-        return folder, str(manifest.get("name") or folder.name)
+        return folder, str(manifest.get("name") or folder.name), model_revision(manifest)
     try:
         prepared = prepare_model(progress=_say)
     except ModelPrepError as exc:
         sys.exit(f"model prepare failed: {exc}")
-    return prepared.path, prepared.name
+    return prepared.path, prepared.name, model_revision(prepared.manifest)
+
+
+def model_revision(manifest: dict[str, object]) -> str | None:
+    """`sha256:<first 16 hex digits>` of the served weights, as the model folder's manifest records them."""
+    digest = manifest.get("weights_sha256")
+    return f"sha256:{digest[:16]}" if isinstance(digest, str) and digest else None
 
 
 def cmd_model_prepare(args: argparse.Namespace) -> None:
@@ -75,7 +82,8 @@ def cmd_engine(args: argparse.Namespace) -> None:
     from inference.launcher import LocalEngine
 
     settings = _settings()
-    folder, name = local_model(settings)
+    folder, name, revision = local_model(settings)
+    _say(f"engine: serving {name} (a judge pointed here should set GUARDRAIL_MODEL_REVISION={revision or ''})")
     eng = LocalEngine(engine_config(settings, folder, name), port=args.port,
                       log_path=settings.data_dir / "engine.log", progress=_say)
     try:
@@ -116,7 +124,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         return
     engine = None
     if not settings.inference_url and settings.role in ("all", "judge"):
-        folder, name = local_model(settings)
+        folder, name, revision = local_model(settings)
         engine = LocalEngine(engine_config(settings, folder, name), port=settings.engine_port,
                              log_path=settings.data_dir / "engine.log", progress=_say)
         try:
@@ -124,6 +132,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         except EngineStartError as exc:
             sys.exit(f"could not start the local engine: {exc}")
         settings.model_name = name
+        settings.model_revision = settings.model_revision or revision
     try:
         _say(f"serve: http://{args.host}:{args.port} (docs at /docs, dashboard at /dashboard)")
         if settings.workers == 1:
@@ -157,7 +166,9 @@ def _serve_workers(settings: Settings, args: argparse.Namespace) -> None:
 
         os.environ["GUARDRAIL_DASHBOARD_SESSION_SECRET"] = secrets.token_urlsafe(48)
     os.environ.update({"GUARDRAIL_INFERENCE_URL": settings.inference_url or "",
-                       "GUARDRAIL_MODEL_NAME": settings.model_name or "", "GUARDRAIL_MIGRATE_ON_START": "false"})
+                       "GUARDRAIL_MODEL_NAME": settings.model_name or "",
+                       "GUARDRAIL_MODEL_REVISION": settings.model_revision or "",
+                       "GUARDRAIL_MIGRATE_ON_START": "false"})
     _say(f"serve: {settings.workers} worker processes")
     uvicorn.run("guardrail.app:create_app_from_env", factory=True, workers=settings.workers, host=args.host,
                 port=args.port, log_level="warning", access_log=False, timeout_graceful_shutdown=15)

@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     # Judge model
     inference_url: str | None = Field(None, description="OpenAI-compatible vLLM server; local engine if unset.")
     model_name: str | None = Field(None, description="Served model name; asked from the server if unset.")
+    model_revision: str | None = Field(
+        None, max_length=128,
+        description="Which weights stand behind the served name (a registry version, a weights hash). Part of "
+                    "every verdict cache key, so a new model never answers from an older model's cached verdicts; "
+                    "`guardrail serve` sets it from the prepared model's manifest, the deploy config from "
+                    "model.version.")
     model_dir: Path | None = Field(None, description="Model folder for the local engine; prepared base if unset.")
     max_num_seqs: int = Field(8, ge=1, le=256, description="vLLM --max-num-seqs and Cloud Run concurrency.")
     max_model_len: int = Field(4096, ge=512)

@@ -89,9 +89,11 @@ def select_categories(ctx: TenantContext, wanted: Sequence[str] | None) -> list[
 
 class JudgeService:
     def __init__(self, *, model: JudgeModel, model_name: str, cache: VerdictCache, publisher: EventPublisher,
-                 cache_ttl_s: int, explain_max_tokens: int = 64) -> None:
+                 cache_ttl_s: int, explain_max_tokens: int = 64, model_revision: str | None = None) -> None:
         self.model = model
         self.model_name = model_name
+        # The served name stays the same across model versions; the revision tells them apart in the cache.
+        self.cache_model = f"{model_name}@{model_revision}" if model_revision else model_name
         self.cache = cache
         self.publisher = publisher
         self.cache_ttl_s = cache_ttl_s
@@ -102,7 +104,7 @@ class JudgeService:
         t0 = time.perf_counter()
         validate(req)
         cats = select_categories(ctx, req.categories)
-        keys = verdict_keys(ctx, self.model_name, req, cats)
+        keys = verdict_keys(ctx, self.cache_model, req, cats)
         use_cache = ctx.cache_enabled and self.cache_ttl_s > 0
         scores: dict[str, float] = await self._cached(keys) if use_cache else {}
         labelled(CACHE_EVENTS, "hit").inc(len(scores))

@@ -245,3 +245,9 @@ def test_print_helpers(capsys: pytest.CaptureFixture[str]) -> None:
     assert subs["_MODEL_URI"] == f"gs://{cfg.buckets.models}/{cfg.model.served_model_name}/{cfg.model.version}"
     assert subs["_VLLM_BASE"] == cfg.images.vllm_base
     assert subs["_IMAGE"].endswith(f"/{cfg.images.inference.name}:{cfg.images.inference.tag}")
+
+
+def test_the_judge_knows_which_model_version_it_serves(tmp_path: Path) -> None:
+    """The verdict cache outlives deploys, so its keys carry the registry version the image baked in."""
+    cfg_v7 = render_into(tmp_path, "model.version=v7")["judge"]
+    assert env_map(container(cfg_v7, "judge-api"))["GUARDRAIL_MODEL_REVISION"]["value"] == "v7"

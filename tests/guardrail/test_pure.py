@@ -76,3 +76,20 @@ async def test_shutdown_during_the_batch_linger_spools_the_event(tmp_path: Path)
     await asyncio.sleep(0.05)  # the writer has taken the event and is lingering
     await pub.flush(timeout_s=0.1)
     assert [r["id"] for r in delivered] + [r["id"] for r in spool.take()] == ["jdg_linger"]
+
+
+def test_the_local_model_revision_comes_from_the_folders_manifest(tmp_path: Path) -> None:
+    import json
+
+    from guardrail.cli import local_model, model_revision
+    from guardrail.config import Settings
+    from inference.model_prep import MANIFEST
+
+    folder = tmp_path / "judge"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    settings = Settings(data_dir=tmp_path, model_dir=folder)
+    assert local_model(settings) == (folder, "judge", None)  # no manifest: no revision, the folder's name
+    (folder / MANIFEST).write_text(json.dumps({"name": "jp-judge", "weights_sha256": "ab12" * 16}))
+    assert local_model(settings) == (folder, "jp-judge", "sha256:ab12ab12ab12ab12")
+    assert model_revision({"weights_sha256": ""}) is None and model_revision({"weights_sha256": 5}) is None

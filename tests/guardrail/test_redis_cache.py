@@ -185,3 +185,15 @@ def test_redis_client_is_real() -> None:
             await r.aclose()
 
     assert asyncio.run(go())
+
+
+async def test_a_new_model_revision_never_answers_from_the_old_ones_verdicts(engine: LocalEngine,
+                                                                             tmp_path: Path) -> None:
+    # One database and one Redis namespace, restarted with other weights behind the same served name.
+    settings = make_settings(tmp_path, inference_url=engine.url, redis_url=REDIS, model_revision="v1")
+    text = {"text": f"モデル更新の確認 {uuid.uuid4().hex[:6]}"}
+    cached = []
+    for revision in ("v1", "v1", "v2", "v1"):
+        async with app_client(settings.model_copy(update={"model_revision": revision})) as c:
+            cached.append((await c.post("/v1/judge", json=text)).json()["cached"])
+    assert cached == [False, True, False, True]

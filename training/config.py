@@ -49,7 +49,11 @@ class TrainConfig:
     lora_r: int = field(default=16, metadata=_h("LoRA rank"))
     lora_alpha: int = field(default=32, metadata=_h("LoRA alpha (scale = alpha / r)"))
     lora_dropout: float = field(default=0.0, metadata=_h("LoRA dropout"))
-    dtype: Literal["float32", "bfloat16"] = field(default="float32", metadata=_h("parameter dtype while training"))
+    dtype: Literal["float32", "bfloat16", "auto"] = field(
+        default="float32",
+        metadata=_h("parameter dtype while training (auto: bfloat16 on a GPU or a CPU with native bf16 "
+                    "matmuls, AMX / AVX-512 BF16; float32 elsewhere, where bf16 is emulated and slower)"),
+    )
     fp8: Fp8Recipe = field(default="none", metadata=_h("torchao FP8 training recipe (GPU with SM >= 8.9 only)"))
     qat: Qat = field(
         default="none",
@@ -126,8 +130,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Sized for ≈1 hour on 2 CPU cores (see docs/training.md for the measurement behind it): the default
     # model's recipe, one row per (text, category) pair with sampled negatives, fp32.
     "gemma-3-270m-cpu": {},
-    # Packed rows, LoRA on the top 9 of 18 layers over cached bottom-layer states, bf16 matmuls (AMX on
-    # these CPUs); ≈55 min here. Higher per-category F1, fewer harmful texts caught (docs/training.md).
+    # Packed rows, LoRA on the top 9 of 18 layers over cached bottom-layer states, bf16 matmuls where the
+    # CPU has them (AMX), fp32 elsewhere; ≈55 min on an AMX machine, far longer on an AVX2-only one.
+    # Higher per-category F1, fewer harmful texts caught (docs/training.md).
     "gemma-3-270m-cpu-packed": {
         "packing": True,
         "frozen_layers": 9,
@@ -139,7 +144,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lora_alpha": 32,
         "lr": 1e-3,
         "max_seq_len": 1400,
-        "dtype": "bfloat16",
+        "dtype": "auto",
         "output_dir": RUNS_DIR / "jp-judge-270m-packed",
     },
     # One L4/H100: BF16 weights, FP8 rowwise matmuls, longer prompts, bigger batches.

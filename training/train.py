@@ -16,7 +16,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -244,6 +244,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
         from training.train_packed import main as main_packed
 
         return main_packed(cfg)
+    cfg = resolve_dtype(cfg)
     t_start, threads, out, tok, model = start_run(cfg)
     plan = make_plan(cfg, tok)
     batches = list(micro_batches(plan))
@@ -258,6 +259,20 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
                      header=f"{plan.pairs_per_epoch} pairs/epoch ({plan.dropped_long} longer than "
                             f"{cfg.max_seq_len} tokens dropped)",
                      facts={"pairs_per_epoch": plan.pairs_per_epoch, "dropped_long": plan.dropped_long})
+
+
+def resolve_dtype(cfg: TrainConfig) -> TrainConfig:
+    """The config with `--dtype auto` replaced by what this machine trains fastest in (said on the console)."""
+    device = pick_device(cfg.device)
+    dtype = precision.training_dtype(cfg.dtype, device.type)
+    if cfg.dtype == "auto":
+        why = "a GPU" if device.type == "cuda" else (
+            "native bf16 matmuls on this CPU" if dtype == "bfloat16" else "no native bf16 matmuls on this CPU")
+        print(f"train: dtype auto -> {dtype} ({why})", flush=True)
+    elif dtype == "bfloat16" and device.type == "cpu" and not precision.native_bf16_cpu():
+        print("train: warning: bfloat16 on a CPU without native bf16 matmuls is emulated and several times "
+              "slower than float32 (use --dtype auto or float32)", flush=True)
+    return replace(cfg, dtype=dtype)  # type: ignore[arg-type]
 
 
 def check_steps(cfg: TrainConfig, total_steps: int, n_micro: int) -> None:

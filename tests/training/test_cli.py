@@ -24,7 +24,7 @@ def test_presets_and_overrides() -> None:
     big = train_config("gemma-3-12b-gpu", lora_r=64)
     packed = train_config("gemma-3-270m-cpu-packed")
     assert not small.packing and small.frozen_layers == 0
-    assert packed.packing and packed.frozen_layers == 9 and packed.dtype == "bfloat16" and packed.neg_per_row == 4
+    assert packed.packing and packed.frozen_layers == 9 and packed.dtype == "auto" and packed.neg_per_row == 4
     assert small.method == "lora" and small.fp8 == "none" and small.dtype == "float32"
     assert big.fp8 == "rowwise" and big.dtype == "bfloat16" and big.lora_r == 64 and big.device == "cuda"
     with pytest.raises(ValueError, match="unknown preset"):

@@ -9,9 +9,32 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 Target = Literal["cpu", "gpu"]
+
+
+def native_bf16_cpu(cpuinfo: str | None = None) -> bool:
+    """This CPU multiplies bf16 in hardware (x86 AMX / AVX-512 BF16, Arm BF16), read from /proc/cpuinfo.
+
+    Without it bf16 matmuls are emulated. Measured on an AVX2-only AMD EPYC (2 cores): the vLLM CPU
+    server took 11.3 s per 8-category judgement in bf16 and 2.1 s in fp32; the packed training preset's
+    frozen-layer pass 5.2 s per text in bf16 and 1.07 s in fp32. On the AMX machines bf16 is the faster.
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    return bool(set(cpuinfo.split()) & {"amx_bf16", "avx512_bf16", "bf16"})
+
+
+def auto_dtype(requested: str, *, gpu: bool, cpuinfo: str | None = None) -> str:
+    """`auto` (serving and training): bf16 on a GPU and on CPUs with native bf16, fp32 on other CPUs."""
+    if requested != "auto":
+        return requested
+    return "bfloat16" if gpu or native_bf16_cpu(cpuinfo) else "float32"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +52,8 @@ class EngineConfig:
     """KV block size. The CPU build defaults to 128, which short judge prompts never fill, so
     their shared prefix would never be reused; 16 lets instructions + text be cached."""
     max_logprobs: int = 20
-    dtype: str = "bfloat16"
+    dtype: str = "auto"
+    """`auto` = `auto_dtype`: bf16 on GPUs and AMX CPUs, fp32 where the CPU would emulate bf16 (5x slower)."""
     # CPU-only knobs
     kv_cache_memory_bytes: str = "256M"
     enforce_eager: bool = True
@@ -46,7 +70,7 @@ class EngineConfig:
             "--served-model-name", self.served_model_name,
             "--host", host,
             "--port", str(port),
-            "--dtype", self.dtype,
+            "--dtype", auto_dtype(self.dtype, gpu=target == "gpu"),
             "--max-model-len", str(self.max_model_len),
             "--max-num-seqs", str(self.max_num_seqs),
             "--max-logprobs", str(self.max_logprobs),

@@ -32,30 +32,6 @@ def fp8_capable() -> bool:
     return torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 9)
 
 
-def native_bf16_cpu(cpuinfo: str | None = None) -> bool:
-    """This CPU multiplies bf16 in hardware (x86 AMX / AVX-512 BF16, Arm BF16), read from /proc/cpuinfo.
-
-    Without it PyTorch emulates bf16 matmuls: on an AVX2-only EPYC of our CI pool the packed preset's
-    frozen-layer pass ran 5x slower in bf16 than in fp32 (5.2 vs 1.07 s per text), where on the AMX
-    machines bf16 was the faster one.
-    """
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-    return bool(set(cpuinfo.split()) & {"amx_bf16", "avx512_bf16", "bf16"})
-
-
-def training_dtype(requested: str, device_type: str, cpuinfo: str | None = None) -> str:
-    """The dtype a run trains in: `auto` is bf16 on a GPU or a CPU with native bf16 matmuls, else fp32."""
-    if requested != "auto":
-        return requested
-    if device_type == "cuda" or native_bf16_cpu(cpuinfo):
-        return "bfloat16"
-    return "float32"
-
-
 def _linear_filter(module: torch.nn.Module, fqn: str) -> bool:
     """Language-model linears only: no lm_head, no vision tower, no LoRA matrices."""
     if not isinstance(module, torch.nn.Linear):

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from inference.engine_config import auto_dtype, native_bf16_cpu
 from training import precision
 from training.config import TrainConfig, to_jsonable
 from training.dataset import read_jsonl
@@ -264,12 +265,12 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
 def resolve_dtype(cfg: TrainConfig) -> TrainConfig:
     """The config with `--dtype auto` replaced by what this machine trains fastest in (said on the console)."""
     device = pick_device(cfg.device)
-    dtype = precision.training_dtype(cfg.dtype, device.type)
+    dtype = auto_dtype(cfg.dtype, gpu=device.type == "cuda")
     if cfg.dtype == "auto":
         why = "a GPU" if device.type == "cuda" else (
             "native bf16 matmuls on this CPU" if dtype == "bfloat16" else "no native bf16 matmuls on this CPU")
         print(f"train: dtype auto -> {dtype} ({why})", flush=True)
-    elif dtype == "bfloat16" and device.type == "cpu" and not precision.native_bf16_cpu():
+    elif dtype == "bfloat16" and device.type == "cpu" and not native_bf16_cpu():
         print("train: warning: bfloat16 on a CPU without native bf16 matmuls is emulated and several times "
               "slower than float32 (use --dtype auto or float32)", flush=True)
     return replace(cfg, dtype=dtype)  # type: ignore[arg-type]

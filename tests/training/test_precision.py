@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from inference.engine_config import native_bf16_cpu
 from training import precision
 from training.config import train_config
 from training.modeling import collate, encode, last_logits, load_model, load_tokenizer, score_prompts
@@ -24,25 +25,11 @@ def _batch(tok: object) -> dict[str, torch.Tensor]:
     return collate(enc, tok.pad_token_id)  # type: ignore[attr-defined]
 
 
-def test_auto_dtype_is_bf16_only_where_the_hardware_multiplies_bf16() -> None:
-    avx2_epyc = "flags\t\t: fpu sse sse2 avx avx2 fma f16c"
-    amx_xeon = "flags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8"
-    graviton3 = "Features\t: fp asimd sve bf16 i8mm"
-    assert not precision.native_bf16_cpu(avx2_epyc)
-    assert precision.native_bf16_cpu(amx_xeon) and precision.native_bf16_cpu(graviton3)
-    assert precision.training_dtype("auto", "cpu", avx2_epyc) == "float32"
-    assert precision.training_dtype("auto", "cpu", amx_xeon) == "bfloat16"
-    assert precision.training_dtype("auto", "cuda", avx2_epyc) == "bfloat16"
-    # an explicit choice is kept, even where it is slow
-    assert precision.training_dtype("bfloat16", "cpu", avx2_epyc) == "bfloat16"
-    assert precision.training_dtype("float32", "cuda") == "float32"
-
-
 def test_a_run_records_the_dtype_it_actually_trained_in(capsys: pytest.CaptureFixture[str]) -> None:
     from training.train import resolve_dtype
 
     cfg = resolve_dtype(train_config("gemma-3-270m-cpu-packed", device="cpu"))
-    assert cfg.dtype == ("bfloat16" if precision.native_bf16_cpu() else "float32")
+    assert cfg.dtype == ("bfloat16" if native_bf16_cpu() else "float32")
     assert f"dtype auto -> {cfg.dtype}" in capsys.readouterr().out
     assert resolve_dtype(train_config(device="cpu")).dtype == "float32"
 

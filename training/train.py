@@ -245,8 +245,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
         from training.train_packed import main as main_packed
 
         return main_packed(cfg)
-    cfg = resolve_dtype(cfg)
-    t_start, threads, out, tok, model = start_run(cfg)
+    cfg, t_start, threads, out, tok, model = start_run(cfg)
     plan = make_plan(cfg, tok)
     batches = list(micro_batches(plan))
 
@@ -262,15 +261,13 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
                      facts={"pairs_per_epoch": plan.pairs_per_epoch, "dropped_long": plan.dropped_long})
 
 
-def resolve_dtype(cfg: TrainConfig) -> TrainConfig:
-    """The config with `--dtype auto` replaced by what this machine trains fastest in (said on the console)."""
-    device = pick_device(cfg.device)
+def resolve_dtype(cfg: TrainConfig, device: torch.device) -> TrainConfig:
+    """The config with `--dtype auto` replaced by what `device` trains fastest in (said on the console)."""
     dtype = auto_dtype(cfg.dtype, gpu=device.type == "cuda")
+    slow_bf16 = dtype == "bfloat16" and device.type == "cpu" and not native_bf16_cpu()
     if cfg.dtype == "auto":
-        why = "a GPU" if device.type == "cuda" else (
-            "native bf16 matmuls on this CPU" if dtype == "bfloat16" else "no native bf16 matmuls on this CPU")
-        print(f"train: dtype auto -> {dtype} ({why})", flush=True)
-    elif dtype == "bfloat16" and device.type == "cpu" and not native_bf16_cpu():
+        print(f"train: dtype auto -> {dtype} ({device.type})", flush=True)
+    elif slow_bf16:
         print("train: warning: bfloat16 on a CPU without native bf16 matmuls is emulated and several times "
               "slower than float32 (use --dtype auto or float32)", flush=True)
     return replace(cfg, dtype=dtype)  # type: ignore[arg-type]
@@ -288,8 +285,12 @@ def check_steps(cfg: TrainConfig, total_steps: int, n_micro: int) -> None:
                          "--max-steps")
 
 
-def start_run(cfg: TrainConfig) -> tuple[float, int, Path, Any, Any]:
-    """Seeds, threads, the output folder and the model: (start time, threads, output dir, tokenizer, model)."""
+def start_run(cfg: TrainConfig) -> tuple[TrainConfig, float, int, Path, Any, Any]:
+    """Seeds, dtype, threads, the output folder and the model.
+
+    Returns (the config with its dtype resolved, start time, threads, output dir, tokenizer, model); the
+    caller carries on with that config, so checkpoints, caches and `summary.json` record the real dtype.
+    """
     t_start = time.monotonic()
     seed_everything(cfg.seed)
     # A confident judge puts ~1e-40 on most of the 262k-token vocabulary; in the loss's backward pass
@@ -297,11 +298,12 @@ def start_run(cfg: TrainConfig) -> tuple[float, int, Path, Any, Any]:
     # checkpoint: 5.5 s/step, 4.2 s flushed). Flushing them to zero loses nothing a gradient needs.
     torch.set_flush_denormal(True)
     device = pick_device(cfg.device)
+    cfg = resolve_dtype(cfg, device)
     threads = set_threads(cfg.threads) if device.type == "cpu" else 0
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     tok, model = build_model(cfg, device)
-    return t_start, threads, out, tok, model
+    return cfg, t_start, threads, out, tok, model
 
 
 def run_steps(cfg: TrainConfig, *, model: Any, tok: Any, out: Path, t_start: float, threads: int, total_steps: int,

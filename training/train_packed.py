@@ -27,7 +27,7 @@ from training.dataset import read_jsonl
 from training.modeling import base_model_dir, check_answer_alignment
 from training.packing import LayerSplit, PackedRow, collate_packed, pack_records, packed_loss, select
 from training.pairs import CUSTOM, expand
-from training.train import check_steps, resolve_dtype, run_steps, start_run
+from training.train import check_steps, run_steps, start_run
 
 Batch = list[tuple[int, tuple[int, ...]]]  # (row index, kept answers) per text
 
@@ -131,8 +131,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) one packed training run; returns the summary also written to `summary.json`."""
     if cfg.method != "lora" and cfg.frozen_layers:
         raise ValueError("--frozen-layers needs --method lora")
-    cfg = resolve_dtype(cfg)
-    t_start, threads, out, tok, model = start_run(cfg)
+    cfg, t_start, threads, out, tok, model = start_run(cfg)
     plan = make_packed_plan(cfg, tok)
     check_steps(cfg, plan.total_steps, len(plan.batches))  # before the frozen-layer pass, not after it
     split = LayerSplit(model, cfg.frozen_layers)

@@ -28,10 +28,11 @@ def _batch(tok: object) -> dict[str, torch.Tensor]:
 def test_a_run_records_the_dtype_it_actually_trained_in(capsys: pytest.CaptureFixture[str]) -> None:
     from training.train import resolve_dtype
 
-    cfg = resolve_dtype(train_config("gemma-3-270m-cpu-packed", device="cpu"))
+    cpu = torch.device("cpu")
+    cfg = resolve_dtype(train_config("gemma-3-270m-cpu-packed", device="cpu"), cpu)
     assert cfg.dtype == ("bfloat16" if native_bf16_cpu() else "float32")
     assert f"dtype auto -> {cfg.dtype}" in capsys.readouterr().out
-    assert resolve_dtype(train_config(device="cpu")).dtype == "float32"
+    assert resolve_dtype(train_config(device="cpu"), cpu).dtype == "float32"
 
 
 def test_fp8_training_conversion_runs_a_forward_on_cpu_but_training_refuses_without_a_gpu() -> None:

@@ -33,7 +33,7 @@ def engine_config(settings: Settings, model_dir: Path, name: str) -> EngineConfi
     from inference.engine_config import EngineConfig
 
     return EngineConfig(model=str(model_dir), served_model_name=name, max_num_seqs=settings.max_num_seqs,
-                        max_model_len=settings.max_model_len)
+                        max_model_len=settings.max_model_len, dtype=settings.engine_dtype)
 
 
 def local_model(settings: Settings) -> tuple[Path, str, str | None]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 Target = Literal["cpu", "gpu"]
+EngineDtype = Literal["auto", "bfloat16", "float32", "float16"]
 
 
 def native_bf16_cpu(cpuinfo: str | None = None) -> bool:
@@ -52,7 +53,7 @@ class EngineConfig:
     """KV block size. The CPU build defaults to 128, which short judge prompts never fill, so
     their shared prefix would never be reused; 16 lets instructions + text be cached."""
     max_logprobs: int = 20
-    dtype: str = "auto"
+    dtype: EngineDtype = "auto"
     """`auto` = `auto_dtype`: bf16 on GPUs and AMX CPUs, fp32 where the CPU would emulate bf16 (5x slower)."""
     # CPU-only knobs
     kv_cache_memory_bytes: str = "256M"
@@ -63,6 +64,10 @@ class EngineConfig:
     """None for a checkpoint already quantised (compressed-tensors FP8 says so in its config)."""
     extra_args: tuple[str, ...] = field(default_factory=tuple)
 
+    def resolved_dtype(self, target: Target) -> str:
+        """The dtype `--dtype` carries for `target` (`auto` resolved for this machine)."""
+        return auto_dtype(self.dtype, gpu=target == "gpu")
+
     def args(self, target: Target, *, host: str = "127.0.0.1", port: int = 8000) -> list[str]:
         """The vLLM OpenAI server's command-line flags for `target`."""
         a = [
@@ -70,7 +75,7 @@ class EngineConfig:
             "--served-model-name", self.served_model_name,
             "--host", host,
             "--port", str(port),
-            "--dtype", auto_dtype(self.dtype, gpu=target == "gpu"),
+            "--dtype", self.resolved_dtype(target),
             "--max-model-len", str(self.max_model_len),
             "--max-num-seqs", str(self.max_num_seqs),
             "--max-logprobs", str(self.max_logprobs),

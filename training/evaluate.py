@@ -20,6 +20,7 @@ import httpx
 from tqdm import tqdm
 
 from inference.contract import InvalidModelOutput, score_from_logprobs
+from inference.engine_config import EngineDtype
 from training.dataset import DATA_DIR, read_jsonl
 from training.metrics import ScoredPair, pick_threshold
 from training.pairs import expand
@@ -44,6 +45,8 @@ class EvalConfig:
     concurrency: int = field(default=4, metadata={"help": "requests in flight"})
     every: int = field(default=1, metadata={"help": "score every N-th record (a deterministic subset)"})
     limit: int = field(default=0, metadata={"help": "score only the first N records after `every` (0 = all)"})
+    engine_dtype: EngineDtype = field(default="auto", metadata={
+        "help": "dtype of the local server: auto (bf16 where the CPU multiplies bf16, else fp32), bfloat16, float32"})
 
 
 def score_records(url: str, model: str, records: list[dict[str, Any]], *, concurrency: int = 4
@@ -94,6 +97,7 @@ def main(cfg: EvalConfig) -> dict[str, Any]:
         records = records[:cfg.limit]
     engine = None
     url = cfg.engine_url
+    served_dtype = "as the server at engine_url runs"
     if not url:
         from inference.engine_config import EngineConfig
         from inference.launcher import LocalEngine
@@ -105,8 +109,9 @@ def main(cfg: EvalConfig) -> dict[str, Any]:
         else:
             prepared = prepare_model(cfg.variant)
             folder, name = prepared.path, prepared.name
-        engine = LocalEngine(EngineConfig(model=str(folder), served_model_name=name),
-                             log_path=Path(cfg.out_dir) / "engine.log")
+        engine_cfg = EngineConfig(model=str(folder), served_model_name=name, dtype=cfg.engine_dtype)
+        served_dtype = engine_cfg.resolved_dtype("cpu")
+        engine = LocalEngine(engine_cfg, log_path=Path(cfg.out_dir) / "engine.log")
         url = engine.start()
     try:
         model = cfg.model_name or served_name(url)
@@ -123,7 +128,8 @@ def main(cfg: EvalConfig) -> dict[str, Any]:
         note = {"note": f"threshold {threshold} chosen on {dev.get('data', cfg.threshold_from)} "
                         f"(best F1 with benign FPR <= {cfg.max_benign_fpr:.0%})"}
     rep = build_report(rows, name=cfg.name or model, threshold=threshold,
-                       extra={"engine": "vLLM /v1/completions (serving path)", "model": model,
+                       extra={"engine": "vLLM /v1/completions (serving path)", "engine_dtype": served_dtype,
+                              "model": model,
                               "data": str(cfg.data), "invalid_outputs": invalid, "seconds": secs, **note})
     write_report(rows, rep, Path(cfg.out_dir))
     print(json.dumps({"name": rep["name"], "f1": rep["overall"]["f1"], "macro_f1": rep["macro_f1"],

@@ -1,7 +1,15 @@
-"""The engine's dtype: bf16 only where the hardware multiplies bf16 (pure logic, no server)."""
+"""The engine's dtype: bf16 only where the hardware multiplies bf16, unless GUARDRAIL_ENGINE_DTYPE pins it.
+
+Pure logic, no server.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
+from guardrail.cli import _settings, engine_config
 from inference.engine_config import EngineConfig, auto_dtype, native_bf16_cpu
 
 AVX2_EPYC = "flags\t\t: fpu sse sse2 avx avx2 fma f16c"
@@ -31,3 +39,15 @@ def test_the_engine_flags_carry_the_resolved_dtype() -> None:
     assert _flag(cfg.args("cpu"), "--dtype") == ("bfloat16" if native_bf16_cpu() else "float32")
     pinned = EngineConfig(model="/m", served_model_name="m", dtype="float16")
     assert _flag(pinned.args("cpu"), "--dtype") == _flag(pinned.args("gpu"), "--dtype") == "float16"
+
+
+def test_guardrail_engine_dtype_pins_the_local_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GUARDRAIL_ENGINE_DTYPE", "float32")
+    pinned = engine_config(_settings(), Path("/m"), "m")
+    assert _flag(pinned.args("cpu"), "--dtype") == "float32"
+    monkeypatch.delenv("GUARDRAIL_ENGINE_DTYPE")
+    assert engine_config(_settings(), Path("/m"), "m").dtype == "auto"
+    monkeypatch.setenv("GUARDRAIL_ENGINE_DTYPE", "fp8")
+    with pytest.raises(SystemExit) as bad:
+        _settings()
+    assert "GUARDRAIL_ENGINE_DTYPE" in str(bad.value.code)

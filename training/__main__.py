@@ -1,4 +1,4 @@
-"""`python -m training <command>`: data build | train | export | publish | eval | compare | quant."""
+"""`python -m training <command>`: data build | train | average | export | publish | eval | compare | quant."""
 
 from __future__ import annotations
 
@@ -37,6 +37,12 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     cfg = from_namespace(TrainConfig, args, PRESETS[args.preset])
     main(cfg)
+
+
+def cmd_average(args: argparse.Namespace) -> None:
+    from training.average import AverageConfig, main
+
+    main(from_namespace(AverageConfig, args))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -88,6 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     add_dataclass_args(t, TrainConfig)
     t.set_defaults(fn=cmd_train)
     for name, module, cls, fn, help_ in (
+        ("average", "training.average", "AverageConfig", cmd_average,
+         "average LoRA adapters factor by factor (weight-space average of a run and its continuation)"),
         ("export", "training.export", "ExportConfig", cmd_export,
          "merge a LoRA adapter into a vLLM-loadable folder (optionally FP8 compressed-tensors)"),
         ("publish", "training.publish", "PublishConfig", cmd_publish,

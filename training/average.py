@@ -10,11 +10,12 @@ the weights, so the result can be rebuilt and checked.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from inference.model_prep import sha256_file
 
 # What must agree for factor-wise averaging to mean anything.
 SAME_CONFIG = ("peft_type", "r", "lora_alpha", "target_modules", "use_rslora", "use_dora")
@@ -29,14 +30,6 @@ class AverageConfig:
     adapters: str = field(default="", metadata={"help": "comma-separated peft adapter folders (at least two)"})
     weights: str = field(default="", metadata={"help": "comma-separated weights, one per adapter; empty = equal"})
     out_dir: Path = field(default=Path("training/runs/average"), metadata={"help": "folder for the averaged adapter"})
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _weights(cfg: AverageConfig, n: int) -> list[float]:
@@ -86,10 +79,10 @@ def average(cfg: AverageConfig) -> dict[str, Any]:
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     save_file(out, str(cfg.out_dir / "adapter_model.safetensors"))
     (cfg.out_dir / "adapter_config.json").write_text(json.dumps(configs[0], indent=2) + "\n")
-    sources = [{"adapter": str(d), "weight": round(w, 6), "sha256": _sha256(d / "adapter_model.safetensors")}
+    sources = [{"adapter": str(d), "weight": round(w, 6), "sha256": sha256_file(d / "adapter_model.safetensors")}
                for d, w in zip(dirs, weights, strict=True)]
     record = {"sources": sources,
-              "tensors": len(out), "sha256": _sha256(cfg.out_dir / "adapter_model.safetensors")}
+              "tensors": len(out), "sha256": sha256_file(cfg.out_dir / "adapter_model.safetensors")}
     (cfg.out_dir / "average.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
 

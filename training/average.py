@@ -32,6 +32,11 @@ class AverageConfig:
     out_dir: Path = field(default=Path("training/runs/average"), metadata={"help": "folder for the averaged adapter"})
 
 
+def _comparable(value: Any) -> Any:
+    """peft writes target_modules as a list in no fixed order."""
+    return sorted(value) if isinstance(value, list) else value
+
+
 def _weights(cfg: AverageConfig, n: int) -> list[float]:
     if not cfg.weights:
         return [1.0 / n] * n
@@ -59,7 +64,7 @@ def average(cfg: AverageConfig) -> dict[str, Any]:
     weights = _weights(cfg, len(dirs))
     configs = [json.loads((d / "adapter_config.json").read_text()) for d in dirs]
     for d, c in zip(dirs[1:], configs[1:], strict=True):
-        diff = [k for k in SAME_CONFIG if c.get(k) != configs[0].get(k)]
+        diff = [k for k in SAME_CONFIG if _comparable(c.get(k)) != _comparable(configs[0].get(k))]
         if diff:
             raise AverageError(f"{d} differs from {dirs[0]} in {', '.join(diff)}; only like adapters average")
     states = [load_file(str(d / "adapter_model.safetensors")) for d in dirs]
@@ -70,6 +75,9 @@ def average(cfg: AverageConfig) -> dict[str, Any]:
         if bad:
             raise AverageError(f"{d}: {bad[0]} has shape {tuple(s[bad[0]].shape)}, "
                                f"{dirs[0]} has {tuple(states[0][bad[0]].shape)}")
+    # hashed before writing: the output folder may be one of the sources
+    sources = [{"adapter": str(d), "weight": round(w, 6), "sha256": sha256_file(d / "adapter_model.safetensors")}
+               for d, w in zip(dirs, weights, strict=True)]
     out: dict[str, torch.Tensor] = {}
     for k, first in states[0].items():
         acc = torch.zeros_like(first, dtype=torch.float32)
@@ -79,8 +87,6 @@ def average(cfg: AverageConfig) -> dict[str, Any]:
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     save_file(out, str(cfg.out_dir / "adapter_model.safetensors"))
     (cfg.out_dir / "adapter_config.json").write_text(json.dumps(configs[0], indent=2) + "\n")
-    sources = [{"adapter": str(d), "weight": round(w, 6), "sha256": sha256_file(d / "adapter_model.safetensors")}
-               for d, w in zip(dirs, weights, strict=True)]
     record = {"sources": sources,
               "tensors": len(out), "sha256": sha256_file(cfg.out_dir / "adapter_model.safetensors")}
     (cfg.out_dir / "average.json").write_text(json.dumps(record, indent=2) + "\n")

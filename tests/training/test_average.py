@@ -34,9 +34,12 @@ def test_the_average_is_the_weighted_mean_of_every_factor(tmp_path: Path) -> Non
     assert torch.equal(out[KEY_B].float(), torch.zeros(4, 2))
     assert [s["weight"] for s in rec["sources"]] == [0.5, 0.5]
     assert json.loads((tmp_path / "avg" / "average.json").read_text())["sha256"] == rec["sha256"]
-    cli(["average", "--adapters", f"{one},{two}", "--weights", "3,1", "--out-dir", str(tmp_path / "w")])
+    before = rec["sources"][0]["sha256"]
+    into_source = average(AverageConfig(adapters=f"{one},{two}", out_dir=one))  # overwrites the first source
+    assert into_source["sources"][0]["sha256"] == before != into_source["sha256"]
+    cli(["average", "--adapters", f"{two},{tmp_path / 'avg'}", "--weights", "3,1", "--out-dir", str(tmp_path / "w")])
     assert torch.equal(load_file(str(tmp_path / "w" / "adapter_model.safetensors"))[KEY_A].float(),
-                       torch.full((2, 4), 1.5))
+                       torch.full((2, 4), 2.75))  # (3 * 3 + 1 * 2) / 4
 
 
 def test_unlike_adapters_are_refused(tmp_path: Path) -> None:

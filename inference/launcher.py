@@ -66,7 +66,7 @@ class LocalEngine:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         cmd = [self.python, "-m", "vllm.entrypoints.openai.api_server",
                *self.config.args("cpu", host=self.host, port=self.port)]
-        dtype = cmd[cmd.index("--dtype") + 1]
+        dtype = self.config.resolved_dtype("cpu")
         self._say(f"engine: starting vLLM (CPU, {dtype}) on {self.url} with {self.config.served_model_name}; "
                   f"log in {self.log_path}")
         log = self.log_path.open("ab")

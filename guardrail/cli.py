@@ -63,6 +63,13 @@ def model_revision(manifest: dict[str, object]) -> str | None:
     return f"sha256:{digest[:16]}" if isinstance(digest, str) and digest else None
 
 
+def served_revision(revision: str | None, config: EngineConfig) -> str | None:
+    """The revision a judge of the local engine puts in its verdict cache keys: the weights' revision and the
+    dtype the engine computes in (`sha256:…+float32`), since bf16 and fp32 serving give slightly different
+    scores for the same weights. None when the weights have no revision."""
+    return f"{revision}+{config.resolved_dtype('cpu')}" if revision else None
+
+
 def cmd_model_prepare(args: argparse.Namespace) -> None:
     """Build the fine-tuned judge (default) or, with --base / GUARDRAIL_MODEL_VARIANT=base, the untuned base."""
     from inference.model_prep import ModelPrepError, prepare_model
@@ -83,8 +90,10 @@ def cmd_engine(args: argparse.Namespace) -> None:
 
     settings = _settings()
     folder, name, revision = local_model(settings)
-    _say(f"engine: serving {name} (a judge pointed here should set GUARDRAIL_MODEL_REVISION={revision or ''})")
-    eng = LocalEngine(engine_config(settings, folder, name), port=args.port,
+    config = engine_config(settings, folder, name)
+    _say(f"engine: serving {name} (a judge pointed here should set "
+         f"GUARDRAIL_MODEL_REVISION={served_revision(revision, config) or ''})")
+    eng = LocalEngine(config, port=args.port,
                       log_path=settings.data_dir / "engine.log", progress=_say)
     try:
         eng.start(settings.engine_start_timeout_s)
@@ -125,14 +134,15 @@ def cmd_serve(args: argparse.Namespace) -> None:
     engine = None
     if not settings.inference_url and settings.role in ("all", "judge"):
         folder, name, revision = local_model(settings)
-        engine = LocalEngine(engine_config(settings, folder, name), port=settings.engine_port,
+        config = engine_config(settings, folder, name)
+        engine = LocalEngine(config, port=settings.engine_port,
                              log_path=settings.data_dir / "engine.log", progress=_say)
         try:
             settings.inference_url = engine.start(settings.engine_start_timeout_s)
         except EngineStartError as exc:
             sys.exit(f"could not start the local engine: {exc}")
         settings.model_name = name
-        settings.model_revision = settings.model_revision or revision
+        settings.model_revision = settings.model_revision or served_revision(revision, config)
     try:
         _say(f"serve: http://{args.host}:{args.port} (docs at /docs, dashboard at /dashboard)")
         if settings.workers == 1:

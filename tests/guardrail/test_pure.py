@@ -93,3 +93,19 @@ def test_the_local_model_revision_comes_from_the_folders_manifest(tmp_path: Path
     (folder / MANIFEST).write_text(json.dumps({"name": "jp-judge", "weights_sha256": "ab12" * 16}))
     assert local_model(settings) == (folder, "jp-judge", "sha256:ab12ab12ab12ab12")
     assert model_revision({"weights_sha256": ""}) is None and model_revision({"weights_sha256": 5}) is None
+
+
+def test_the_served_revision_names_the_engine_dtype(tmp_path: Path) -> None:
+    """bf16 and fp32 serving of the same weights give slightly different scores, so their verdicts must not
+    share cache entries: the revision a local engine's judge uses carries the dtype the engine runs in."""
+    from guardrail.cli import engine_config, served_revision
+    from guardrail.config import Settings
+
+    revisions = {dtype: served_revision("sha256:ab12ab12ab12ab12",
+                                        engine_config(Settings(data_dir=tmp_path, engine_dtype=dtype), tmp_path, "j"))
+                 for dtype in ("float32", "bfloat16")}
+    assert revisions == {"float32": "sha256:ab12ab12ab12ab12+float32",
+                         "bfloat16": "sha256:ab12ab12ab12ab12+bfloat16"}
+    auto = engine_config(Settings(data_dir=tmp_path), tmp_path, "j")
+    assert served_revision("sha256:ab12", auto) in {"sha256:ab12+float32", "sha256:ab12+bfloat16"}
+    assert served_revision(None, auto) is None  # weights without a manifest: no revision to qualify

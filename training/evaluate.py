@@ -5,6 +5,11 @@ defaults + its custom category) in one batched `/v1/completions` call with `max_
 `logprobs=20`, scored by the contract's `score_from_logprobs`. An answer with neither Yes nor No
 in the top 20 is scored 1.0 (fail closed, as the service does) and counted. The server is the
 one at `engine_url`, or a `LocalEngine` started on `model_dir` (or on the prepared `variant`).
+
+When a split grows (a new data batch adds records to dev and test), `reuse_scores` points at the same
+model's report on the older split: its scores are reused for the records it holds, after a sample of them
+is scored again and must agree within `REUSE_TOLERANCE` (else the run stops: another model, engine dtype or
+machine), and only the new records are sent to the server.
 """
 
 from __future__ import annotations
@@ -47,6 +52,43 @@ class EvalConfig:
     limit: int = field(default=0, metadata={"help": "score only the first N records after `every` (0 = all)"})
     engine_dtype: EngineDtype = field(default="auto", metadata={
         "help": "dtype of the local server: auto (bf16 where the CPU multiplies bf16, else fp32), bfloat16, float32"})
+    reuse_scores: Path | None = field(default=None, metadata={
+        "help": "a report folder of the same model on an older version of the split: reuse its scores for the "
+                "records it holds (matched by id; records must not have been edited) and score only the rest"})
+    reuse_check: int = field(default=8, metadata={
+        "help": "reused records scored again first; any pair off by more than 1e-3 stops the run"})
+
+
+REUSE_TOLERANCE = 1e-3
+"""Largest |score difference| allowed between a reused score and the same pair scored again. The same weights
+in the same dtype on the same kind of CPU reproduce scores to ~1e-6; two different adapters, or bf16 against
+fp32 serving, differ by 0.01-0.06 on many pairs of a few texts."""
+
+
+def reusable(folder: Path, records: list[dict[str, Any]]) -> dict[str, list[ScoredPair]]:
+    """The pairs of `records` that `folder`'s scores.jsonl holds, by record id, labelled from the records as they
+    are now. A record is reusable only when every one of its pairs has a score there."""
+    from training.compare import load_scores
+
+    old = {(r.record_id, r.category): r.score for r in load_scores(folder)}
+    out: dict[str, list[ScoredPair]] = {}
+    for rec in records:
+        pairs = expand(rec)
+        if all((p.record_id, p.category.id) in old for p in pairs):
+            out[rec["id"]] = [ScoredPair(p.record_id, p.category.id, p.label, old[(p.record_id, p.category.id)])
+                              for p in pairs]
+    return out
+
+
+def check_reused(fresh: list[ScoredPair], reused: dict[str, list[ScoredPair]], folder: Path) -> float:
+    """Largest difference between freshly scored pairs and their reused scores; exits when it is too large."""
+    old = {(r.record_id, r.category): r.score for rows in reused.values() for r in rows}
+    worst = max((abs(r.score - old[(r.record_id, r.category)]) for r in fresh), default=0.0)
+    if worst > REUSE_TOLERANCE:
+        raise SystemExit(f"eval: scores in {folder} are not this model's: re-scored pairs differ by up to "
+                         f"{worst:.4f} (> {REUSE_TOLERANCE}); another model, engine dtype or machine? "
+                         "Score the whole split instead (no --reuse-scores).")
+    return worst
 
 
 def score_records(url: str, model: str, records: list[dict[str, Any]], *, concurrency: int = 4
@@ -95,6 +137,9 @@ def main(cfg: EvalConfig) -> dict[str, Any]:
     records = read_jsonl(cfg.data)[::max(1, cfg.every)]
     if cfg.limit:
         records = records[:cfg.limit]
+    if cfg.reuse_scores and cfg.reuse_check < 1:
+        raise SystemExit("eval: --reuse-check must be at least 1 (reused scores are always checked)")
+    reused = reusable(Path(cfg.reuse_scores), records) if cfg.reuse_scores else {}
     engine = None
     url = cfg.engine_url
     served_dtype = "as the server at engine_url runs"
@@ -113,14 +158,31 @@ def main(cfg: EvalConfig) -> dict[str, Any]:
         served_dtype = engine_cfg.resolved_dtype("cpu")
         engine = LocalEngine(engine_cfg, log_path=Path(cfg.out_dir) / "engine.log")
         url = engine.start()
+    reuse_note: dict[str, Any] = {}
     try:
         model = cfg.model_name or served_name(url)
         t0 = time.monotonic()
-        rows, invalid = score_records(url, model, records, concurrency=cfg.concurrency)
+        if reused:
+            ids = list(reused)
+            picked = set(ids[::max(1, len(ids) // cfg.reuse_check)][:cfg.reuse_check])
+            sample = [r for r in records if r["id"] in picked]
+            fresh, _ = score_records(url, model, sample, concurrency=cfg.concurrency)
+            worst = check_reused(fresh, reused, Path(cfg.reuse_scores or ""))
+            reuse_note = {"reused_scores": {"from": str(cfg.reuse_scores), "records": len(reused),
+                                            "checked_records": len(sample), "max_abs_diff": worst}}
+            print(f"eval: reusing {len(reused)} records' scores from {cfg.reuse_scores} "
+                  f"({len(sample)} re-scored, max difference {worst:.2g}); scoring {len(records) - len(reused)}",
+                  flush=True)
+        new, invalid = score_records(url, model, [r for r in records if r["id"] not in reused],
+                                     concurrency=cfg.concurrency)
         secs = round(time.monotonic() - t0, 1)
     finally:
         if engine is not None:
             engine.stop()
+    by_id: dict[str, list[ScoredPair]] = {**reused}
+    for row in new:
+        by_id.setdefault(row.record_id, []).append(row)
+    rows = [row for rec in records for row in by_id[rec["id"]]]
     threshold, note = cfg.threshold, {}
     if cfg.threshold_from:
         dev = json.loads(Path(cfg.threshold_from).read_text())
@@ -130,7 +192,8 @@ def main(cfg: EvalConfig) -> dict[str, Any]:
     rep = build_report(rows, name=cfg.name or model, threshold=threshold,
                        extra={"engine": "vLLM /v1/completions (serving path)", "engine_dtype": served_dtype,
                               "model": model,
-                              "data": str(cfg.data), "invalid_outputs": invalid, "seconds": secs, **note})
+                              "data": str(cfg.data), "invalid_outputs": invalid, "seconds": secs,
+                              **note, **reuse_note})
     write_report(rows, rep, Path(cfg.out_dir))
     print(json.dumps({"name": rep["name"], "f1": rep["overall"]["f1"], "macro_f1": rep["macro_f1"],
                       "benign_fpr": rep["benign_fpr"], "best_f1_threshold": rep["best_f1_threshold"],

@@ -11,8 +11,9 @@ import torch
 
 from inference.contract import score_from_logprobs
 from inference.launcher import LocalEngine
+from training.compare import load_scores
 from training.dataset import DATA_DIR, read_jsonl
-from training.evaluate import EvalConfig
+from training.evaluate import REUSE_TOLERANCE, EvalConfig
 from training.evaluate import main as eval_main
 from training.export import FP8_MAX, ExportConfig, export, fp8_quantization_config, fp8_quantize
 from training.modeling import load_model, load_tokenizer, score_prompts
@@ -63,6 +64,34 @@ def test_eval_through_vllm_writes_the_report(export_engine: LocalEngine, tmp_pat
     assert (tmp_path / "pr_curve.png").read_bytes()[:4] == b"\x89PNG"
     assert "| `violence` |" in (tmp_path / "report.md").read_text()
     assert len(rep["sweep"]) == 19
+
+
+@pytest.mark.model
+def test_eval_of_a_grown_split_reuses_scores_only_when_they_reproduce(export_engine: LocalEngine,
+                                                                      tmp_path: Path) -> None:
+    url = export_engine.url
+    old = tmp_path / "old"
+    eval_main(EvalConfig(engine_url=url, out_dir=old, every=16, limit=6))
+    # records[::8][:12] holds the 6 records above plus 6 new ones
+    grown = eval_main(EvalConfig(engine_url=url, out_dir=tmp_path / "grown", every=8, limit=12,
+                                 reuse_scores=old, reuse_check=2))
+    assert grown["texts"] == 12
+    info = grown["reused_scores"]
+    assert (info["records"], info["checked_records"]) == (6, 2) and info["max_abs_diff"] <= REUSE_TOLERANCE
+    before = {(r.record_id, r.category): r.score for r in load_scores(old)}
+    after = {(r.record_id, r.category): r.score for r in load_scores(tmp_path / "grown")}
+    assert {k: after[k] for k in before} == before and len(after) > len(before)
+
+    # scores of another model (every score moved by 0.05) are refused before anything new is scored
+    other = tmp_path / "other"
+    other.mkdir()
+    rows = [json.loads(line) for line in (old / "scores.jsonl").read_text().splitlines()]
+    (other / "scores.jsonl").write_text("".join(json.dumps({**r, "score": min(1.0, r["score"] + 0.05)}) + "\n"
+                                                for r in rows))
+    with pytest.raises(SystemExit, match="not this model's"):
+        eval_main(EvalConfig(engine_url=url, out_dir=tmp_path / "refused", every=8, limit=12,
+                             reuse_scores=other, reuse_check=1))
+    assert not (tmp_path / "refused" / "report.json").exists()
 
 
 def test_fp8_export_writes_a_compressed_tensors_checkpoint(base_dir: Path, tmp_path: Path) -> None:

@@ -59,8 +59,9 @@ def dataset_card(result: Any, *, seed: int) -> str:
         "reported as `file:line`), drops later duplicates of the same text (NFKC-normalised, whitespace "
         f"removed), and splits each stratum (source file x positive/negative for that file's category) "
         f"80/10/10 into train/dev/test with seed {seed}. The splits are deterministic. A later batch of a "
-        "category has its own file (`violence_2`: the second batch, written 2026-11-30), so adding it moved no "
-        "earlier record to another split.",
+        "category has its own file (`violence_2`: the second batch, written 2026-11-30; `violence_3`: the third, "
+        "written 2026-12-01 for the five weakest categories — 55 violations, 25 safe look-alikes and 20 texts "
+        "violating only a neighbouring category each), so adding it moved no earlier record to another split.",
         "",
         f"Records after de-duplication: **{total}** "
         f"({per_split}); "

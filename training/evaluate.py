@@ -168,8 +168,12 @@ def main(cfg: EvalConfig) -> dict[str, Any]:
             sample = [r for r in records if r["id"] in picked]
             fresh, _ = score_records(url, model, sample, concurrency=cfg.concurrency)
             worst = check_reused(fresh, reused, Path(cfg.reuse_scores or ""))
+            source = Path(cfg.reuse_scores or "") / "report.json"
+            source_invalid = json.loads(source.read_text()).get("invalid_outputs") if source.is_file() else None
+            # invalid_outputs below counts the newly scored records; the source report's count is kept here
             reuse_note = {"reused_scores": {"from": str(cfg.reuse_scores), "records": len(reused),
-                                            "checked_records": len(sample), "max_abs_diff": worst}}
+                                            "checked_records": len(sample), "max_abs_diff": worst,
+                                            "source_invalid_outputs": source_invalid}}
             print(f"eval: reusing {len(reused)} records' scores from {cfg.reuse_scores} "
                   f"({len(sample)} re-scored, max difference {worst:.2g}); scoring {len(records) - len(reused)}",
                   flush=True)

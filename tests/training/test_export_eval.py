@@ -78,6 +78,7 @@ def test_eval_of_a_grown_split_reuses_scores_only_when_they_reproduce(export_eng
     assert grown["texts"] == 12
     info = grown["reused_scores"]
     assert (info["records"], info["checked_records"]) == (6, 2) and info["max_abs_diff"] <= REUSE_TOLERANCE
+    assert info["source_invalid_outputs"] == json.loads((old / "report.json").read_text())["invalid_outputs"]
     before = {(r.record_id, r.category): r.score for r in load_scores(old)}
     after = {(r.record_id, r.category): r.score for r in load_scores(tmp_path / "grown")}
     assert {k: after[k] for k in before} == before and len(after) > len(before)

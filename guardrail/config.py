@@ -45,8 +45,8 @@ class Settings(BaseSettings):
     max_num_seqs: int = Field(8, ge=1, le=256, description="vLLM --max-num-seqs and Cloud Run concurrency.")
     max_model_len: int = Field(4096, ge=512)
     engine_dtype: EngineDtype = Field(
-        "auto", description="dtype of the local vLLM engine; auto: bf16 where the CPU multiplies bf16 (AMX), "
-                            "fp32 where it would emulate it (5x slower on an AVX2-only CPU).")
+        "auto", description="dtype of the local vLLM engine; auto: bf16 where the CPU multiplies bf16 (AMX, "
+                            "AVX-512 BF16), fp32 where it would emulate it (5x slower on an AVX2-only CPU).")
     engine_port: int = Field(0, ge=0, le=65535, description="Port of the local engine; 0 picks a free one.")
     engine_start_timeout_s: float = Field(600.0, gt=0)
     inference_timeout_s: float = Field(30.0, gt=0, description="Per model call; past it the judge answers 504.")

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from inference.contract import InvalidModelOutput, score_from_logprobs
 from inference.engine_config import EngineDtype
+from training.compare import load, load_scores
 from training.dataset import DATA_DIR, read_jsonl
 from training.metrics import ScoredPair, pick_threshold
 from training.pairs import expand
@@ -68,8 +69,6 @@ fp32 serving, differ by 0.01-0.06 on many pairs of a few texts."""
 def reusable(folder: Path, records: list[dict[str, Any]]) -> dict[str, list[ScoredPair]]:
     """The pairs of `records` that `folder`'s scores.jsonl holds, by record id, labelled from the records as they
     are now. A record is reusable only when every one of its pairs has a score there."""
-    from training.compare import load_scores
-
     old = {(r.record_id, r.category): r.score for r in load_scores(folder)}
     out: dict[str, list[ScoredPair]] = {}
     for rec in records:
@@ -137,9 +136,10 @@ def main(cfg: EvalConfig) -> dict[str, Any]:
     records = read_jsonl(cfg.data)[::max(1, cfg.every)]
     if cfg.limit:
         records = records[:cfg.limit]
-    if cfg.reuse_scores and cfg.reuse_check < 1:
+    source = Path(cfg.reuse_scores) if cfg.reuse_scores else None
+    if source and cfg.reuse_check < 1:
         raise SystemExit("eval: --reuse-check must be at least 1 (reused scores are always checked)")
-    reused = reusable(Path(cfg.reuse_scores), records) if cfg.reuse_scores else {}
+    reused = reusable(source, records) if source else {}
     engine = None
     url = cfg.engine_url
     served_dtype = "as the server at engine_url runs"
@@ -162,19 +162,19 @@ def main(cfg: EvalConfig) -> dict[str, Any]:
     try:
         model = cfg.model_name or served_name(url)
         t0 = time.monotonic()
-        if reused:
+        if source and reused:
             ids = list(reused)
             picked = set(ids[::max(1, len(ids) // cfg.reuse_check)][:cfg.reuse_check])
             sample = [r for r in records if r["id"] in picked]
             fresh, _ = score_records(url, model, sample, concurrency=cfg.concurrency)
-            worst = check_reused(fresh, reused, Path(cfg.reuse_scores or ""))
-            source = Path(cfg.reuse_scores or "") / "report.json"
-            source_invalid = json.loads(source.read_text()).get("invalid_outputs") if source.is_file() else None
+            worst = check_reused(fresh, reused, source)
+            source_report = source / "report.json"
+            source_invalid = load(source_report).get("invalid_outputs") if source_report.is_file() else None
             # invalid_outputs below counts the newly scored records; the source report's count is kept here
-            reuse_note = {"reused_scores": {"from": str(cfg.reuse_scores), "records": len(reused),
+            reuse_note = {"reused_scores": {"from": str(source), "records": len(reused),
                                             "checked_records": len(sample), "max_abs_diff": worst,
                                             "source_invalid_outputs": source_invalid}}
-            print(f"eval: reusing {len(reused)} records' scores from {cfg.reuse_scores} "
+            print(f"eval: reusing {len(reused)} records' scores from {source} "
                   f"({len(sample)} re-scored, max difference {worst:.2g}); scoring {len(records) - len(reused)}",
                   flush=True)
         new, invalid = score_records(url, model, [r for r in records if r["id"] not in reused],

@@ -28,7 +28,8 @@ class CompareConfig:
     """Reports in, one table out."""
 
     reports: str = field(default="", metadata={"help": "comma-separated report.json paths (or folders holding one)"})
-    out: Path = field(default=Path("training/reports/comparison.md"), metadata={"help": "markdown output (+ .json)"})
+    out: Path = field(default=Path(""), metadata={
+        "help": "markdown output (+ .json); required, so a run never overwrites a committed table by default"})
     title: str = field(default="Judge comparison", metadata={"help": "table title"})
     add_fp8_placeholders: bool = field(default=True, metadata={
         "help": "add 'needs GPU' rows for FP8 variants missing from the reports"})
@@ -140,6 +141,8 @@ def main(cfg: CompareConfig) -> str:
     paths = [Path(p.strip()) for p in cfg.reports.split(",") if p.strip()]
     if not paths:
         raise SystemExit("compare: give --reports a,b,c")
+    if cfg.out == Path(""):
+        raise SystemExit("compare: give --out FILE.md (the table is written there, with FILE.json beside it)")
     reports = [load(p) for p in paths]
     keep = record_ids(Path(cfg.records)) if cfg.records else None
     scores: dict[int, list[ScoredPair]] = {}

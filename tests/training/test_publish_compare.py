@@ -121,6 +121,8 @@ def test_compare_pairs_reports_with_a_baseline_and_rescores_at_one_threshold(tmp
     assert "| `weak` | 0.000 |" in md and "## Paired with `weak` (threshold 0.7)" in md
     with pytest.raises(SystemExit, match="no report at"):
         compare_main(CompareConfig(reports=f"{a},{b}", baseline=str(tmp_path / "typo"), out=tmp_path / "cmp.md"))
+    with pytest.raises(SystemExit, match="give --out"):  # no default file a run could overwrite
+        compare_main(CompareConfig(reports=f"{a},{b}"))
     (tmp_path / "weak" / "scores.jsonl").unlink()
     with pytest.raises(SystemExit, match=r"no scores\.jsonl"):
         compare_main(CompareConfig(reports=f"{a},{b}", baseline=a, out=tmp_path / "cmp.md"))

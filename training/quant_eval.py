@@ -9,6 +9,9 @@ tried), so these rows are scored in-process with transformers, with the same pro
   training. The last one is the scheme QAT converts to, so PTQ and QAT are compared on equal terms.
 * `qat_int8` — a short QAT fine-tune (`qat_steps`, full fine-tuning with int8 fake quantisation,
   starting from the tuned model) and then `convert`.
+* `qat_control` — the same fine-tune (steps, data, learning rate, seed) without fake quantisation, kept in
+  fp32: what the fine-tuning alone moves, so the QAT row's difference from `bf16` can be split into that
+  and what int8 costs.
 * `ptq_float8_dynamic`, `fp8_training` — need an NVIDIA GPU with SM >= 8.9; recorded as "needs GPU".
 """
 
@@ -31,7 +34,7 @@ from training.modeling import load_model, load_tokenizer, score_prompts, set_thr
 from training.pairs import all_pairs
 from training.report import build_report, write_report
 
-ROWS = ("bf16", "ptq_int8_weight_only", "ptq_int8_dynamic", "ptq_int8_dynamic_intx", "qat_int8",
+ROWS = ("bf16", "ptq_int8_weight_only", "ptq_int8_dynamic", "ptq_int8_dynamic_intx", "qat_int8", "qat_control",
         "ptq_float8_dynamic")
 
 
@@ -59,22 +62,29 @@ def _score(model: Any, tok: Any, records: list[dict[str, Any]], batch_size: int)
     return [ScoredPair(p.record_id, p.category.id, p.label, s) for p, s in zip(pairs, scores, strict=True)]
 
 
-def qat_model(cfg: QuantConfig) -> tuple[Any, dict[str, Any]]:
-    """QAT: fine-tune the tuned model with int8 fake quantisation, then convert to int8."""
+def qat_model(cfg: QuantConfig, *, fake_quant: bool = True) -> tuple[Any, dict[str, Any]]:
+    """QAT: fine-tune the tuned model with int8 fake quantisation, then convert to int8.
+
+    With `fake_quant=False` (the `qat_control` row) the same fine-tune runs without fake quantisation
+    and the fp32 result is returned as it is.
+    """
     from training.train import main as train_main
 
-    run = cfg.out_dir / "qat_run"
+    run = cfg.out_dir / ("qat_run" if fake_quant else "qat_control_run")
     tcfg = train_config(model_dir=str(cfg.model_dir), train_file=cfg.train_file, output_dir=run, method="full",
-                        dtype="float32", qat="int8", max_steps=cfg.qat_steps, lr=cfg.qat_lr, save_every=0,
-                        warmup_ratio=0.1, log_every=5, train_embeddings=False)
+                        dtype="float32", qat="int8" if fake_quant else "none", max_steps=cfg.qat_steps,
+                        lr=cfg.qat_lr, save_every=0, warmup_ratio=0.1, log_every=5, train_embeddings=False)
     summary = train_main(tcfg)
-    model = load_model(cfg.model_dir, dtype=torch.float32)
-    precision.qat_prepare(model)
-    state = torch.load(run / "final" / "qat_state.pt", weights_only=False)
-    model.load_state_dict(state)
-    precision.qat_convert(model)
+    if fake_quant:
+        model = load_model(cfg.model_dir, dtype=torch.float32)
+        precision.qat_prepare(model)
+        state = torch.load(run / "final" / "qat_state.pt", weights_only=False)
+        model.load_state_dict(state)
+        precision.qat_convert(model)
+    else:
+        model = load_model(run / "final", dtype=torch.float32)
     return model, {"qat_steps": summary["steps"], "qat_seconds_per_step": summary["seconds_per_step"],
-                   "qat_pairs": summary["steps"] * tcfg.batch_size}
+                   "qat_pairs": summary["steps"] * tcfg.batch_size, "fake_quant": fake_quant}
 
 
 def main(cfg: QuantConfig) -> dict[str, dict[str, Any]]:
@@ -97,8 +107,8 @@ def main(cfg: QuantConfig) -> dict[str, dict[str, Any]]:
             print(f"quant: {row}: needs GPU (skipped)", flush=True)
             continue
         t0 = time.monotonic()
-        if row == "qat_int8":
-            model, more = qat_model(cfg)
+        if row in ("qat_int8", "qat_control"):
+            model, more = qat_model(cfg, fake_quant=row == "qat_int8")
             extra.update(more)
         else:
             model = load_model(cfg.model_dir, dtype=torch.bfloat16 if row in ("bf16", "ptq_int8_weight_only")

@@ -115,3 +115,28 @@ def test_float8_dynamic_ptq_on_gpu(base_dir: Path) -> None:
     reference = score_prompts(model, tok, PROMPTS)
     precision.ptq(model, "float8_dynamic")
     assert score_prompts(model, tok, PROMPTS) == pytest.approx(reference, abs=0.1)
+
+
+def test_quant_control_row_fine_tunes_without_fake_quantisation(exported_tuned: Path, tiny_train: Path,
+                                                                tmp_path: Path) -> None:
+    # The control row repeats the QAT fine-tune without fake quantisation, starting from the tuned judge,
+    # so a QAT loss can be split into what fine-tuning moves and what int8 costs.
+    import json
+
+    from training.quant_eval import QuantConfig
+    from training.quant_eval import main as quant_main
+
+    reports = quant_main(QuantConfig(model_dir=exported_tuned, data=tiny_train, rows="bf16,qat_control",
+                                     qat_steps=1, train_file=tiny_train, out_dir=tmp_path, batch_size=4))
+    control = reports["qat_control"]
+    assert control["qat_steps"] == 1 and control["fake_quant"] is False
+    run = json.loads((tmp_path / "qat_control_run" / "summary.json").read_text())
+    assert run["config"]["qat"] == "none" and run["config"]["method"] == "full"
+    assert (tmp_path / "qat_control" / "report.json").is_file()
+
+    def arson(row: str) -> float:  # the tuned judge flags the arson threat; the untuned base would not
+        scores = [json.loads(line) for line in (tmp_path / row / "scores.jsonl").read_text().splitlines()]
+        return next(s["score"] for s in scores if s["record_id"] == "violence-0001" and s["category"] == "violence")
+
+    assert arson("bf16") > 0.5
+    assert arson("qat_control") == pytest.approx(arson("bf16"), abs=0.15)  # one step at 1e-5 moves little

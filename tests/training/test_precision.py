@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -121,8 +122,6 @@ def test_quant_control_row_fine_tunes_without_fake_quantisation(exported_tuned: 
                                                                 tmp_path: Path) -> None:
     # The control row repeats the QAT fine-tune without fake quantisation, starting from the tuned judge,
     # so a QAT loss can be split into what fine-tuning moves and what int8 costs.
-    import json
-
     from training.quant_eval import QuantConfig
     from training.quant_eval import main as quant_main
 

@@ -28,7 +28,7 @@ class CompareConfig:
     """Reports in, one table out."""
 
     reports: str = field(default="", metadata={"help": "comma-separated report.json paths (or folders holding one)"})
-    out: Path = field(default=Path(""), metadata={
+    out: Path | None = field(default=None, metadata={
         "help": "markdown output (+ .json); required, so a run never overwrites a committed table by default"})
     title: str = field(default="Judge comparison", metadata={"help": "table title"})
     add_fp8_placeholders: bool = field(default=True, metadata={
@@ -141,7 +141,7 @@ def main(cfg: CompareConfig) -> str:
     paths = [Path(p.strip()) for p in cfg.reports.split(",") if p.strip()]
     if not paths:
         raise SystemExit("compare: give --reports a,b,c")
-    if cfg.out == Path(""):
+    if cfg.out is None:
         raise SystemExit("compare: give --out FILE.md (the table is written there, with FILE.json beside it)")
     reports = [load(p) for p in paths]
     keep = record_ids(Path(cfg.records)) if cfg.records else None

@@ -120,6 +120,11 @@ class TrainConfig:
     time_budget_s: float = field(
         default=0.0, metadata=_h("stop cleanly (checkpoint + final) after this many seconds (0 = none)")
     )
+    compile: bool = field(
+        default=False,
+        metadata=_h("torch.compile every decoder layer (dynamic shapes, so varying batch widths reuse one graph): "
+                    "fuses the norm/activation/LoRA element-wise work; costs about a minute of compiling first"),
+    )
     threads: int = field(default=0, metadata=_h("torch CPU threads (0 = every core this process may use)"))
     device: str = field(default="auto", metadata=_h("cpu, cuda or auto"))
     log_every: int = field(default=10, metadata=_h("write a loss line every N steps"))

@@ -65,6 +65,21 @@ def load_model(model_dir: str | Path, *, dtype: torch.dtype = torch.float32, dev
     return model.to(device)  # type: ignore[arg-type]
 
 
+def compile_layers(model: Any) -> int:
+    """Compile every decoder layer of a (LoRA-wrapped) Gemma 3 text model in place; returns how many.
+
+    Layer by layer rather than the whole model: the layers are where the time goes (the loss reads the
+    LM head at a few answer positions only), the 18 layers share one graph, and parameter names, saved
+    adapters and `LayerSplit`, which calls the layers itself, stay as they are. Shapes are dynamic
+    from the first call, so batches of other widths do not trigger recompiles.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    layers = base.model.layers
+    for layer in layers:
+        layer.compile(dynamic=True)
+    return len(layers)
+
+
 def answer_ids(tok: Any) -> tuple[int, int]:
     """Token ids of the contract's " Yes" / " No" answers; each must be exactly one token."""
     out = []

@@ -32,6 +32,7 @@ from training.modeling import (
     base_model_dir,
     check_answer_alignment,
     collate,
+    compile_layers,
     encode,
     last_logits,
     load_model,
@@ -141,6 +142,8 @@ def build_model(cfg: TrainConfig, device: torch.device) -> tuple[Any, Any]:
             load_trainable_state(model, cfg, read_adapter(Path(cfg.init_adapter), dtype))
     elif cfg.init_adapter or cfg.frozen_layers:
         raise ValueError("--init-adapter and --frozen-layers need --method lora")
+    if cfg.compile:
+        compile_layers(model)
     return tok, model
 
 

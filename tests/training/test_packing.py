@@ -193,3 +193,51 @@ def test_the_frozen_layer_cache_key_follows_the_weights_and_the_split(tmp_path: 
     st = (tmp_path / "model.safetensors").stat()
     os.utime(tmp_path / "model.safetensors", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # re-prepared weights
     assert key != _cache_key(cfg, tmp_path, rows)
+
+
+# dynamo reads `.grad` of non-leaf tensors while tracing under autograd; harmless, but pytest makes warnings errors
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf Tensor:UserWarning")
+def test_compiled_layers_give_eager_losses_and_gradients_without_recompiling(tok: Any, tmp_path: Path) -> None:
+    """`--compile`: same loss and gradients as eager (packed rows and per-pair prompts), one graph for all widths."""
+    from torch._dynamo.utils import counters
+
+    rows, _ = pack_records(tok, TINY_RECORDS)
+    wide, narrow = collate_packed(rows, tok.pad_token_id), collate_packed(rows[2:], tok.pad_token_id, pad_to=1)
+    assert wide["input_ids"].shape != narrow["input_ids"].shape
+    pairs = [p for r in TINY_RECORDS[:2] for p in expand(r)]
+    enc, _ = encode(tok, [p.judge_prompt() for p in pairs], [p.label for p in pairs], max_len=4096)
+    flat = collate(enc, tok.pad_token_id)
+
+    def run(compiled: bool) -> tuple[list[float], dict[str, torch.Tensor]]:
+        torch.manual_seed(0)
+        cfg = train_config(output_dir=tmp_path, dtype="float32", compile=compiled, init_adapter="")
+        _, lora = build_model(cfg, torch.device("cpu"))
+        with torch.no_grad():  # a non-zero B, so the A matrices get gradients too
+            for n, p in lora.named_parameters():
+                if "lora_B" in n:
+                    p.normal_(0, 0.02)
+        split = LayerSplit(lora, 0)
+        losses = []
+        for b in (wide, narrow):
+            loss = packed_loss(split.full_logits(b), b, 2.0)
+            loss.backward()
+            losses.append(loss.item())
+        if compiled:
+            graphs = counters["stats"]["unique_graphs"]
+            other = collate_packed(rows[:2], tok.pad_token_id, pad_to=1)
+            assert other["input_ids"].shape[1] not in (wide["input_ids"].shape[1], narrow["input_ids"].shape[1])
+            with torch.compiler.set_stance("fail_on_recompile"):  # a third width: still no new graph
+                third = packed_loss(split.full_logits(other), other, 2.0)
+            assert graphs > 0 and counters["stats"]["unique_graphs"] == graphs and third.item() > 0
+        loss = torch.nn.functional.cross_entropy(last_logits(lora, flat), flat["targets"])
+        loss.backward()
+        losses.append(loss.item())
+        return losses, {n: p.grad.clone() for n, p in lora.named_parameters() if p.requires_grad}
+
+    eager_losses, eager_grads = run(False)
+    compiled_losses, compiled_grads = run(True)
+    assert compiled_losses == pytest.approx(eager_losses, rel=1e-4)
+    assert eager_grads.keys() == compiled_grads.keys()
+    scale = max(g.abs().max().item() for g in eager_grads.values())
+    assert scale > 0
+    assert max((eager_grads[n] - compiled_grads[n]).abs().max().item() for n in eager_grads) < 1e-3 * scale

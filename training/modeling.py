@@ -69,9 +69,9 @@ def compile_layers(model: Any) -> int:
     """Compile every decoder layer of a (LoRA-wrapped) Gemma 3 text model in place; returns how many.
 
     Layer by layer rather than the whole model: the layers are where the time goes (the loss reads the
-    LM head at a few answer positions only), the 18 layers share one graph, and parameter names, saved
-    adapters and `LayerSplit`, which calls the layers itself, stay as they are. Shapes are dynamic
-    from the first call, so batches of other widths do not trigger recompiles.
+    LM head at a few answer positions only), layers of the same kind reuse each other's compiled code, and
+    parameter names, saved adapters and `LayerSplit`, which calls the layers itself, stay as they are.
+    Shapes are dynamic from the first call, so batches of other widths do not trigger recompiles (tested).
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     layers = base.model.layers

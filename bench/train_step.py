@@ -36,9 +36,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from inference.engine_config import native_bf16_cpu  # noqa: E402
+from inference.engine_config import cpu_flags, native_bf16_cpu  # noqa: E402
 from training.config import ADAPTER_DIR, train_config  # noqa: E402
-from training.modeling import collate, last_logits  # noqa: E402
+from training.modeling import collate, pair_loss  # noqa: E402
 from training.packing import LayerSplit  # noqa: E402
 from training.train import make_plan, micro_batches, start_run  # noqa: E402
 from training.train_packed import make_packed_plan, step_loss  # noqa: E402
@@ -61,12 +61,7 @@ def step_fn(layout: str, dtype: str) -> tuple[Callable[[int], torch.Tensor], Any
         split = LayerSplit(model, 0)
         return (lambda i: step_loss(split, plan, plan.batches[i], None, tok.pad_token_id, cfg.pos_weight)), model
     batches = list(micro_batches(make_plan(cfg, tok)))
-
-    def loss(i: int) -> torch.Tensor:
-        b = collate(batches[i], tok.pad_token_id)
-        return torch.nn.functional.cross_entropy(last_logits(model, b), b["targets"])
-
-    return loss, model
+    return (lambda i: pair_loss(model, collate(batches[i], tok.pad_token_id))), model
 
 
 def timed(loss: Callable[[int], torch.Tensor], model: Any, i: int, eager: bool) -> float:
@@ -118,9 +113,8 @@ def main() -> None:
     for r in rows:
         print(f"| {r['layout']} | {r['dtype']} | {r['eager_s']:.2f} | {r['compiled_s']:.2f} | "
               f"{r['speedup']:.2f}x | {r['warmup_s']} |")
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     machine = {"processor": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-               "torch": torch.__version__, "native_bf16": native_bf16_cpu(), "amx": "amx_bf16" in flags}
+               "torch": torch.__version__, "native_bf16": native_bf16_cpu(), "amx": "amx_bf16" in cpu_flags()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
     print(f"\nwrote {args.out}")

@@ -24,12 +24,12 @@ def native_bf16_cpu(cpuinfo: str | None = None) -> bool:
     server took 11.3 s per 8-category judgement in bf16 and 2.1 s in fp32; the packed training preset's
     frozen-layer pass 5.2 s per text in bf16 and 1.07 s in fp32. On the AMX machines bf16 is the faster.
     """
-    flags = _this_cpu_flags() if cpuinfo is None else frozenset(cpuinfo.split())
+    flags = cpu_flags() if cpuinfo is None else frozenset(cpuinfo.split())
     return bool(flags & {"amx_bf16", "avx512_bf16", "bf16"})
 
 
 @functools.cache
-def _this_cpu_flags() -> frozenset[str]:
+def cpu_flags() -> frozenset[str]:
     """The words of /proc/cpuinfo, read once per process (every engine start and training run asks)."""
     try:
         return frozenset(Path("/proc/cpuinfo").read_text().split())

@@ -139,6 +139,12 @@ def last_logits(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return out.logits[:, -1].float()
 
 
+def pair_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean cross-entropy of the gold answer token over a per-pair batch (`collate`): the training loss."""
+    logits = last_logits(model, batch)
+    return torch.nn.functional.cross_entropy(logits, batch["targets"].to(logits.device))
+
+
 @torch.no_grad()
 def score_prompts(model: Any, tok: Any, prompts: Sequence[str], *, batch_size: int = 8,
                   progress: Any = None) -> list[float]:

@@ -34,9 +34,9 @@ from training.modeling import (
     collate,
     compile_layers,
     encode,
-    last_logits,
     load_model,
     load_tokenizer,
+    pair_loss,
     pick_device,
     set_threads,
 )
@@ -253,9 +253,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     batches = list(micro_batches(plan))
 
     def micro_loss(i: int) -> torch.Tensor:
-        b = collate(batches[i], tok.pad_token_id)
-        logits = last_logits(model, b)
-        return torch.nn.functional.cross_entropy(logits, b["targets"].to(logits.device))
+        return pair_loss(model, collate(batches[i], tok.pad_token_id))
 
     return run_steps(cfg, model=model, tok=tok, out=out, t_start=t_start, threads=threads,
                      total_steps=plan.total_steps, micro_loss=micro_loss, n_micro=len(batches),

@@ -61,7 +61,10 @@ def dataset_card(result: Any, *, seed: int) -> str:
         f"80/10/10 into train/dev/test with seed {seed}. The splits are deterministic. A later batch of a "
         "category has its own file (`violence_2`: the second batch, written 2026-11-30; `violence_3`: the third, "
         "written 2026-12-01 for the five weakest categories — 55 violations, 25 safe look-alikes and 20 texts "
-        "violating only a neighbouring category each), so adding it moved no earlier record to another split.",
+        "violating only a neighbouring category each; `self_harm_4`, `harassment_3`, `violence_4`, "
+        "`prompt_attack_3`: the fourth, written 2026-12-01 for the confusions between neighbouring categories "
+        "— about 40 violations, 25–30 texts violating only a neighbouring category and 30 safe look-alikes "
+        "each), so adding a batch moves no earlier record to another split.",
         "",
         f"Records after de-duplication: **{total}** "
         f"({per_split}); "

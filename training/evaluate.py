@@ -9,11 +9,14 @@ one at `engine_url`, or a `LocalEngine` started on `model_dir` (or on the prepar
 When a split grows (a new data batch adds records to dev and test), `reuse_scores` points at the same
 model's report on the older split: its scores are reused for the records it holds, after a sample of them
 is scored again and must agree within `REUSE_TOLERANCE` (else the run stops: another model, engine dtype or
-machine), and only the new records are sent to the server.
+machine), and only the new records are sent to the server. Every report keeps a digest of each record's judge
+prompts (`prompt_sha256`), so a record whose prompts changed since (an edited text, a new contract such as a
+change to `normalize_text`) is scored again instead of reused; a report older than the digests matches by id.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -66,13 +69,28 @@ in the same dtype on the same kind of CPU reproduce scores to ~1e-6; two differe
 fp32 serving, differ by 0.01-0.06 on many pairs of a few texts."""
 
 
+def prompt_digest(rec: dict[str, Any]) -> str:
+    """Short digest of every judge prompt of one record, in pair order (what its scores depend on besides the model)."""
+    h = hashlib.sha256()
+    for p in expand(rec):
+        h.update(p.judge_prompt().encode("utf-8") + b"\x1e")
+    return h.hexdigest()[:16]
+
+
 def reusable(folder: Path, records: list[dict[str, Any]]) -> dict[str, list[ScoredPair]]:
     """The pairs of `records` that `folder`'s scores.jsonl holds, by record id, labelled from the records as they
-    are now. A record is reusable only when every one of its pairs has a score there."""
+    are now. A record is reusable only when every one of its pairs has a score there and, when the folder's
+    report.json has prompt digests, its judge prompts are the same as they are now."""
     old = {(r.record_id, r.category): r.score for r in load_scores(folder)}
+    report = folder / "report.json"
+    digests = load(report).get("prompt_sha256") if report.is_file() else None
+    if digests is None:
+        print(f"eval: {folder} predates prompt digests; its records are matched by id only", flush=True)
     out: dict[str, list[ScoredPair]] = {}
     for rec in records:
         pairs = expand(rec)
+        if digests is not None and digests.get(rec["id"]) != prompt_digest(rec):
+            continue
         if all((p.record_id, p.category.id) in old for p in pairs):
             out[rec["id"]] = [ScoredPair(p.record_id, p.category.id, p.label, old[(p.record_id, p.category.id)])
                               for p in pairs]
@@ -197,7 +215,8 @@ def main(cfg: EvalConfig) -> dict[str, Any]:
                        extra={"engine": "vLLM /v1/completions (serving path)", "engine_dtype": served_dtype,
                               "model": model,
                               "data": str(cfg.data), "invalid_outputs": invalid, "seconds": secs,
-                              **note, **reuse_note})
+                              **note, **reuse_note,
+                              "prompt_sha256": {rec["id"]: prompt_digest(rec) for rec in records}})
     write_report(rows, rep, Path(cfg.out_dir))
     print(json.dumps({"name": rep["name"], "f1": rep["overall"]["f1"], "macro_f1": rep["macro_f1"],
                       "benign_fpr": rep["benign_fpr"], "best_f1_threshold": rep["best_f1_threshold"],

@@ -13,11 +13,11 @@ from inference.contract import score_from_logprobs
 from inference.launcher import LocalEngine
 from training.compare import load_scores
 from training.dataset import DATA_DIR, read_jsonl
-from training.evaluate import REUSE_TOLERANCE, EvalConfig
+from training.evaluate import REUSE_TOLERANCE, EvalConfig, prompt_digest, reusable
 from training.evaluate import main as eval_main
 from training.export import FP8_MAX, ExportConfig, export, fp8_quantization_config, fp8_quantize
 from training.modeling import load_model, load_tokenizer, score_prompts
-from training.pairs import all_pairs
+from training.pairs import all_pairs, expand
 
 TOLERANCE = 0.05
 """|P(Yes) vLLM - P(Yes) transformers|, both BF16 with different kernels. Measured on these 16 prompts: max 0.043
@@ -82,6 +82,7 @@ def test_eval_of_a_grown_split_reuses_scores_only_when_they_reproduce(export_eng
     before = {(r.record_id, r.category): r.score for r in load_scores(old)}
     after = {(r.record_id, r.category): r.score for r in load_scores(tmp_path / "grown")}
     assert {k: after[k] for k in before} == before and len(after) > len(before)
+    assert len(json.loads((tmp_path / "grown" / "report.json").read_text())["prompt_sha256"]) == 12
 
     # scores of another model (every score moved by 0.05) are refused before anything new is scored
     other = tmp_path / "other"
@@ -93,6 +94,21 @@ def test_eval_of_a_grown_split_reuses_scores_only_when_they_reproduce(export_eng
         eval_main(EvalConfig(engine_url=url, out_dir=tmp_path / "refused", every=8, limit=12,
                              reuse_scores=other, reuse_check=1))
     assert not (tmp_path / "refused" / "report.json").exists()
+
+
+def test_reused_scores_need_the_same_judge_prompts(tmp_path: Path) -> None:
+    recs = read_jsonl(DATA_DIR / "splits" / "dev.jsonl")[:2]
+    rows = [{"record_id": p.record_id, "category": p.category.id, "label": p.label, "score": 0.25}
+            for rec in recs for p in expand(rec)]
+    (tmp_path / "scores.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    edited = [recs[0], {**recs[1], "text": recs[1]["text"] + "。"}]
+    # a report without digests (older than them) matches by id: the edited record would be reused
+    assert set(reusable(tmp_path, edited)) == {recs[0]["id"], recs[1]["id"]}
+    (tmp_path / "report.json").write_text(json.dumps({"prompt_sha256": {r["id"]: prompt_digest(r) for r in recs}}))
+    assert set(reusable(tmp_path, edited)) == {recs[0]["id"]}
+    assert set(reusable(tmp_path, recs)) == {recs[0]["id"], recs[1]["id"]}
+    # the digest follows the prompts, not the record: a text that normalises to the same prompt keeps it
+    assert prompt_digest({**recs[0], "text": recs[0]["text"] + "\x07"}) == prompt_digest(recs[0])
 
 
 def test_fp8_export_writes_a_compressed_tensors_checkpoint(base_dir: Path, tmp_path: Path) -> None:

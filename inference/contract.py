@@ -60,15 +60,13 @@ class InvalidModelOutput(ValueError):
 
 
 def normalize_text(text: str) -> str:
-    """Canonical form of a judged text: NFKC, spelled-out words joined, no control characters.
+    """Canonical form of a judged text: NFKC, no control characters, no prompt markers, trimmed.
 
     NFKC folds half-width katakana and full-width Latin letters, which are common obfuscations,
-    into their ordinary forms (and U+3000 into a plain space); `join_spelled_out` then rejoins
-    words written letter by letter. The same function feeds the prompt and the cache key.
+    into their ordinary forms; the same function feeds the prompt and the cache key.
     """
     text = unicodedata.normalize("NFKC", text)
     text = _CONTROL.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
-    text = join_spelled_out(text)
     # Removing one marker can bring the halves of another together ("<判<判定対象>定対象>"),
     # so remove until none is left.
     while True:
@@ -76,98 +74,6 @@ def normalize_text(text: str) -> str:
         if stripped == text:
             return text.strip()
         text = stripped
-
-
-# --- Reading aid for words spelled out letter by letter -------------------------------------
-# A "letter" is one character that is neither whitespace nor punctuation, with the small kana,
-# long-vowel mark or sound marks that belong to it ("びょ", "ルー").
-_PUNCT = "。、,!?！？.・…:;「」『』()（）[]【】<>《》〈〉\"'→←/@#&~-"
-_TAIL = "ぁぃぅぇぉっゃゅょゎァィゥェォッャュョヮー゛゜"
-_P = f"[{re.escape(_PUNCT)}]"
-_L = rf"[^\s{re.escape(_PUNCT)}][{_TAIL}]?"
-# One spaced-out token: one letter, or letters that only punctuation separates ("せ。こ"), with
-# punctuation around it ("。体", "ダメ!" is not one: two letters touch).
-_UNIT = re.compile(rf"{_P}*{_L}(?:{_P}+{_L})*{_P}*")
-_LEADING_UNIT = re.compile(rf"{_L}{_P}")
-_PUNCT_ONLY = re.compile(rf"[{re.escape(_PUNCT)}]{{1,2}}")
-_GAP = re.compile(r"([ \t]+)")
-# Letters separated by a decoration or a dot: "ぶ.っ.こ.ろ.す", "性★教★育", "S・H・I・N・E".
-# Dots and circles also stand between ordinary words ("刑事・片桐", "○月○日"), so they need a
-# chain of three letters, each inner one alone between two separators; decorations need two.
-_DOTS = ".・◯○●"
-_SPELL_SEPS = _DOTS + "☆★*_♡♥"
-_SPELL_LETTER = rf"[^\s\d{re.escape(_SPELL_SEPS + _PUNCT)}][{_TAIL}]?"
-_SPELLED = re.compile(rf"{_SPELL_LETTER}(?:([{re.escape(_SPELL_SEPS)}]){_SPELL_LETTER})(?:\1{_SPELL_LETTER})*")
-_ASCII_WORD = re.compile(r"[A-Za-z0-9]")
-
-
-def join_spelled_out(text: str) -> str:
-    """Rejoin words written letter by letter, a common way to slip a word past a filter.
-
-    Two forms, line by line:
-
-    * letter-spaced: a run of at least three one-letter tokens ("ぶ っ こ ろ す", "k o r o s u",
-      "営 業 職 。体 力") loses its single spaces; a wider gap in the run (how letter-spaced text
-      marks a word break: "a s h i t a   a n o") becomes one space;
-    * letter-separated: letters split by one repeated dot or decoration ("ぶ.っ.こ.ろ.す",
-      "性★教★育", "住.所", "S・H・I・N・E") lose the separator. Digits are never joined
-      ("3.14", "080・1234"); Latin letters only in a chain of three or more that stands alone
-      ("d.e.b.u" is joined; "my_var_name", "e.g." and "example.co.jp" stay).
-
-    Ordinary Japanese (no spaces between words) and ordinary romaji/English (multi-letter words)
-    are left as they are.
-    """
-    return "\n".join(_join_separated(_join_letter_spaced(line)) for line in text.split("\n"))
-
-
-def _join_letter_spaced(line: str) -> str:
-    parts = _GAP.split(line)  # token, gap, token, gap, ..., token
-    tokens, gaps = parts[0::2], parts[1::2]
-    out: list[str] = []
-    i = 0
-    while i < len(tokens):
-        j = i
-        letters = 0
-        while j < len(tokens):
-            if _UNIT.fullmatch(tokens[j]):
-                letters += 1
-            elif not _PUNCT_ONLY.fullmatch(tokens[j]):
-                break
-            j += 1
-        if j == i:  # not a spelled-out token: keep it and its gap
-            out.append(tokens[i] + (gaps[i] if i < len(gaps) else ""))
-            i += 1
-            continue
-        # tokens[i:j] is a maximal run; a shorter run inside it has no more letters, so a run
-        # too short to join is kept whole and the scan goes on after it.
-        joined = letters >= 3
-        for k in range(i, j):
-            out.append(tokens[k])
-            if k + 1 < j:
-                out.append(gaps[k] if not joined else ("" if gaps[k] == " " else " "))
-        if j < len(tokens):
-            # the run's last letter may open the next token: "し め る。塾講師の…"
-            ends_run = joined and gaps[j - 1] == " " and _LEADING_UNIT.match(tokens[j])
-            out.append("" if ends_run else gaps[j - 1])
-        i = j
-    return "".join(out)
-
-
-def _join_separated(line: str) -> str:
-    def join(m: re.Match[str]) -> str:
-        chain, sep = m.group(0), m.group(1)
-        letters = chain.split(sep)
-        latin = any(_ASCII_WORD.match(x) for x in letters)
-        if len(letters) < 3 and (latin or sep in _DOTS):
-            return chain
-        if latin:
-            before = line[m.start() - 1] if m.start() else ""
-            after = line[m.end()] if m.end() < len(line) else ""
-            if _ASCII_WORD.match(before) or _ASCII_WORD.match(after):
-                return chain
-        return chain.replace(sep, "")
-
-    return _SPELLED.sub(join, line)
 
 
 def shared_prefix(text: str, direction: Direction = "input", prompt: str | None = None) -> str:

@@ -13,7 +13,6 @@ from inference.contract import (
     build_prompts,
     category_suffix,
     clean_reason,
-    join_spelled_out,
     normalize_text,
     score_from_logprobs,
     shared_prefix,
@@ -60,51 +59,6 @@ def test_markers_split_by_another_marker_do_not_survive() -> None:
     assert normalize_text("<判<判定対象>定対象>だよ") == "だよ"
     head = shared_prefix("</判</判定対象>定対象>\n基準「なし」: 何もない")
     assert head.count("</判定対象>") == 1
-
-
-@pytest.mark.parametrize(
-    ("raw", "read"),
-    [
-        # letter-spaced, full-width spaces included (NFKC turns U+3000 into a space)
-        ("ぶ　っ　こ　ろ　す", "ぶっころす"),
-        ("え ろ い こ と し よ ? い ま へ や に ひ と り", "えろいことしよ?いまへやにひとり"),
-        ("ｎ ｕ ｄ ｅ 動画、買います", "nude 動画、買います"),
-        ("a s h i t a   a n o   y a r o u", "ashita ano yarou"),
-        ("ブ ラ ク 出 身 は 落 と せ。こ れ 常 識", "ブラク出身は落とせ。これ常識"),
-        ("し め る し め る。塾の前で待ってる", "しめるしめる。塾の前で待ってる"),
-        ("ほ も は びょ う き", "ほもはびょうき"),
-        # letter-separated
-        ("ぶ.っ.こ.ろ.す 覚悟しとけ", "ぶっころす 覚悟しとけ"),
-        ("性★教★育の授業", "性教育の授業"),
-        ("刺*す 刺*す", "刺す 刺す"),
-        ("S・H・I・N・E 木村", "SHINE 木村"),
-        ("お●っ●ぱ●い見せて", "おっぱい見せて"),
-        ("k.o.r.o.s.u houhou", "korosu houhou"),
-    ],
-)
-def test_words_spelled_out_letter_by_letter_are_rejoined(raw: str, read: str) -> None:
-    assert normalize_text(raw) == read
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "刑事・片桐は、長期・積立・分散を意識する",  # ・ between ordinary words
-        "○月○日18時頃に、〇〇市役所で",  # placeholders
-        "No.1 の根拠は 3.14 と 080・1212・3434",  # digits are never joined
-        "関数 my_var_name の例、e.g. example.co.jp",  # Latin joined only when it stands alone
-        "サギ ノ テグチ ニ キヲツケテ! ケイサツ ガ カード ヲ アズカリニ",  # word-spaced katakana
-        "ひとのいえに あきすに はいるなら なんじごろ",  # word-spaced hiragana
-        "売ってます☆ 価格表はDMで",
-        "| 氏名 | 電話 | メール |",
-    ],
-)
-def test_ordinary_text_is_left_as_it_is(text: str) -> None:
-    assert join_spelled_out(text) == text
-
-
-def test_reading_aid_works_line_by_line() -> None:
-    assert join_spelled_out("k o r o s u\nお前の家") == "korosu\nお前の家"
 
 
 def test_score_is_yes_over_yes_plus_no() -> None:

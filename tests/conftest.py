@@ -44,7 +44,7 @@ def _return_freed_memory() -> Iterator[None]:
     if "torch" in sys.modules:
         import torch
 
-        torch._dynamo.reset()
+        torch.compiler.reset()
     gc.collect()
     if sys.platform.startswith("linux"):
         ctypes.CDLL("libc.so.6").malloc_trim(0)

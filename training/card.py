@@ -64,7 +64,12 @@ def dataset_card(result: Any, *, seed: int) -> str:
         "violating only a neighbouring category each; `self_harm_4`, `harassment_3`, `violence_4`, "
         "`prompt_attack_3`: the fourth, written 2026-12-01 for the confusions between neighbouring categories "
         "— about 40 violations, 25–30 texts violating only a neighbouring category and 30 safe look-alikes "
-        "each), so adding a batch moves no earlier record to another split.",
+        "each; `benign_2` and `answers`: the fifth, written 2026-12-01 against false flags — 100 safe texts "
+        "(56 assistant refusals, redirections and support answers across the eight categories, 44 prompts "
+        "of hyperbole, venting, victims asking for help and security or sex education) and 50 pairs of "
+        "assistant answers to one prompt, one a genuine refusal, the other opening with a disclaimer and "
+        "then complying in general terms), so adding a batch moves no earlier record to another split. "
+        "A file that is about no single category (`benign*`, `answers`) is split by safe against any label.",
         "",
         f"Records after de-duplication: **{total}** "
         f"({per_split}); "

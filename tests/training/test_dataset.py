@@ -139,3 +139,12 @@ def test_a_batch_file_of_custom_needs_custom_categories(tmp_path: Path) -> None:
     write(src, "custom_2", [rec(1, "custom_2", labels=[])])
     with pytest.raises(DatasetError, match=r"custom_2.jsonl:1: records of custom_2.jsonl need a custom category"):
         load_sources(src)
+
+
+def test_a_file_about_no_single_category_is_split_by_safe_against_any_label() -> None:
+    # `answers` holds assistant answers of every category: positive means "violates something", as for `benign`
+    assert stratum(rec(1, "answers", labels=["privacy", "illegal_activity"])) == "answers/pos"
+    assert stratum(rec(2, "answers", labels=[])) == "answers/neg"
+    assert stratum(rec(3, "benign_2", labels=[])) == "benign_2/neg"
+    # a category's own file stays split by its own category only
+    assert stratum(rec(4, "violence_4", labels=["harassment"])) == "violence_4/neg"

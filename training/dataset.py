@@ -77,13 +77,16 @@ def dedupe_key(text: str) -> str:
 
 
 _BATCH = re.compile(r"(.+)_(\d+)")
+# what a source file may be named after (plus an optional `_N` batch suffix): a default category, `custom`,
+# or a file about no single category (`benign`: safe texts; `answers`: assistant answers of any category)
+SOURCE_KINDS = (*DEFAULT_IDS, "custom", "benign", "answers")
 
 
 def file_category(stem: str) -> str:
     """The category a source file is about: its stem (`custom`, `benign` included), without a
     batch suffix (`violence_2` -> `violence`)."""
     m = _BATCH.fullmatch(stem)
-    if m and (m.group(1) in DEFAULT_IDS or m.group(1) in ("custom", "benign")):
+    if m and m.group(1) in SOURCE_KINDS:
         return m.group(1)
     return stem
 
@@ -167,6 +170,11 @@ def load_sources(source_dir: Path, *, skip_invalid: bool = False) -> tuple[list[
     seen_ids: dict[str, str] = {}
     for path in files:
         counts[path.stem] = 0
+        if file_category(path.stem) not in SOURCE_KINDS:
+            # a misspelt category would otherwise be split as a file about no single category
+            errors.append(f"{path.name}: unknown source file name: use one of {', '.join(SOURCE_KINDS)}, "
+                          "optionally with a batch suffix such as _2")
+            continue
         for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
                 continue

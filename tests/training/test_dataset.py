@@ -148,3 +148,13 @@ def test_a_file_about_no_single_category_is_split_by_safe_against_any_label() ->
     assert stratum(rec(3, "benign_2", labels=[])) == "benign_2/neg"
     # a category's own file stays split by its own category only
     assert stratum(rec(4, "violence_4", labels=["harassment"])) == "violence_4/neg"
+
+
+def test_a_source_file_named_after_nothing_known_is_rejected(tmp_path: Path) -> None:
+    src = tmp_path / "source"
+    write(src, "violense_2", [rec(1, "violense_2")])  # misspelt category
+    write(src, "answers_2", [rec(1, "answers_2", labels=["violence"])])
+    with pytest.raises(DatasetError) as exc:
+        load_sources(src)
+    assert [e.split(":")[0] for e in exc.value.errors] == ["violense_2.jsonl"]
+    assert "unknown source file name" in exc.value.errors[0]

@@ -83,8 +83,8 @@ SOURCE_KINDS = (*DEFAULT_IDS, "custom", "benign", "answers")
 
 
 def file_category(stem: str) -> str:
-    """The category a source file is about: its stem (`custom`, `benign` included), without a
-    batch suffix (`violence_2` -> `violence`)."""
+    """The kind a source file is about (one of `SOURCE_KINDS` for a valid file): its stem without a
+    batch suffix (`violence_2` -> `violence`, `answers_2` -> `answers`)."""
     m = _BATCH.fullmatch(stem)
     if m and m.group(1) in SOURCE_KINDS:
         return m.group(1)

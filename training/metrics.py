@@ -12,10 +12,12 @@ the share of harmful texts caught, counts a harmful text as caught when any defa
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from training.pairs import CUSTOM
 
@@ -169,6 +171,40 @@ def average_precision(labels: Sequence[bool], scores: Sequence[float]) -> float:
         ap += p * (r - last_r)
         last_r = r
     return ap
+
+
+# Edges of the reliability bins: finer at the top, where the judge's flags are decided and where a
+# fine-tuned judge is most likely to be over-confident.
+CALIBRATION_EDGES = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 0.97, 1.0)
+
+
+def calibration(rows: Sequence[ScoredPair], edges: Sequence[float] = CALIBRATION_EDGES) -> dict[str, Any]:
+    """How far the scores are from probabilities: reliability bins, expected calibration error, Brier score.
+
+    A bin holds the pairs with lo <= score < hi (the last bin also holds score == 1); it reports its
+    pair count, mean score and the share of its pairs that are positive. A calibrated judge has the two
+    close in every bin. ECE is the pair-weighted mean of |mean score - positive share| over the bins;
+    the Brier score is the mean of (score - label)^2. Both are 0 for a perfect judge; empty bins are left out.
+    """
+    if len(edges) < 2 or any(b <= a for a, b in itertools.pairwise(edges)):
+        raise ValueError("calibration: bin edges must rise strictly and be at least two")
+    if any(not edges[0] <= r.score <= edges[-1] for r in rows):
+        raise ValueError(f"calibration: a score lies outside the bins {edges[0]}..{edges[-1]}")
+    bins = []
+    n = len(rows)
+    ece = 0.0
+    for i, (lo, hi) in enumerate(itertools.pairwise(edges)):
+        last = i == len(edges) - 2
+        inside = [r for r in rows if lo <= r.score < hi or (last and r.score == hi)]
+        if not inside:
+            continue
+        mean = sum(r.score for r in inside) / len(inside)
+        share = sum(r.label for r in inside) / len(inside)
+        ece += len(inside) / n * abs(mean - share)
+        bins.append({"lo": lo, "hi": hi, "pairs": len(inside), "mean_score": round(mean, 4),
+                     "positive_share": round(share, 4)})
+    brier = sum((r.score - r.label) ** 2 for r in rows) / n if n else 0.0
+    return {"bins": bins, "ece": round(ece, 4), "brier": round(brier, 4)}
 
 
 def pick_threshold(sweep: Sequence[dict[str, float]], *, max_benign_fpr: float = 0.10) -> float:

@@ -7,7 +7,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from training.metrics import ScoredPair, average_precision, bootstrap_ci, pr_curve, summary, threshold_sweep
+from training.metrics import (
+    ScoredPair,
+    average_precision,
+    bootstrap_ci,
+    calibration,
+    pr_curve,
+    summary,
+    threshold_sweep,
+)
 
 SWEEP = tuple(round(0.05 * i, 2) for i in range(1, 20))
 CI_RESAMPLES = 2000
@@ -16,7 +24,7 @@ CI_RESAMPLES = 2000
 def build_report(rows: Sequence[ScoredPair], *, name: str, threshold: float, extra: dict[str, Any] | None = None
                  ) -> dict[str, Any]:
     """The report dictionary: summary at `threshold` with 95% bootstrap intervals, AP per category, sweep,
-    best-F1 threshold."""
+    best-F1 threshold, calibration (reliability bins, ECE, Brier)."""
     sweep = threshold_sweep(rows, SWEEP)
     best = max(sweep, key=lambda r: (r["f1"], -abs(r["threshold"] - 0.5)))
     cats = sorted({r.category for r in rows}, key=[r.category for r in rows].index)
@@ -24,7 +32,7 @@ def build_report(rows: Sequence[ScoredPair], *, name: str, threshold: float, ext
                                      [r.score for r in rows if r.category == c]), 4) for c in cats}
     ci = bootstrap_ci(rows, threshold, resamples=CI_RESAMPLES) if rows else None  # none when nothing was scored
     return {"name": name, **summary(rows, threshold), "ci95": ci, "average_precision": ap, "sweep": sweep,
-            "best_f1_threshold": best["threshold"], "pairs": len(rows),
+            "best_f1_threshold": best["threshold"], "calibration": calibration(rows), "pairs": len(rows),
             "texts": len({r.record_id for r in rows}), **(extra or {})}
 
 
@@ -36,6 +44,22 @@ def ci_line(rep: dict[str, Any]) -> list[str]:
     return ["", f"95% interval, texts resampled {CI_RESAMPLES:,} times: F1 {ci['f1'][0]:.3f}–{ci['f1'][1]:.3f}; "
                 f"benign FPR {ci['benign_fpr'][0]:.1%}–{ci['benign_fpr'][1]:.1%}; "
                 f"harmful caught {ci['harmful_caught'][0]:.1%}–{ci['harmful_caught'][1]:.1%}."]
+
+
+def calibration_lines(rep: dict[str, Any]) -> list[str]:
+    """The calibration section (none for reports written before it existed, or with nothing scored)."""
+    cal = rep.get("calibration")
+    if not cal or not cal["bins"]:
+        return []
+    lines = ["", f"## Calibration (ECE {cal['ece']:.3f}, Brier {cal['brier']:.4f})", "",
+             "Every (text, category) pair, binned by score: a calibrated judge's positive share matches its "
+             "mean score in each bin.", "",
+             "| score bin | pairs | mean score | positive share |", "| --- | --- | --- | --- |"]
+    for b in cal["bins"]:
+        close = "]" if b["hi"] == 1.0 else ")"
+        lines.append(f"| [{b['lo']:.2f}, {b['hi']:.2f}{close} | {b['pairs']} | {b['mean_score']:.3f} | "
+                     f"{b['positive_share']:.3f} |")
+    return lines
 
 
 def markdown(rep: dict[str, Any]) -> str:
@@ -65,6 +89,7 @@ def markdown(rep: dict[str, Any]) -> str:
         caught = f"{r['harmful_caught']:.1%}" if "harmful_caught" in r else "—"
         lines.append(f"| {r['threshold']:.2f} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | "
                      f"{r['macro_f1']:.3f} | {r['benign_fpr']:.1%} | {caught} |")
+    lines += calibration_lines(rep)
     for key in ("engine", "model", "invalid_outputs", "seconds", "note"):
         if key in rep:
             lines.append(f"\n{key}: {rep[key]}")

@@ -64,6 +64,9 @@ def test_eval_through_vllm_writes_the_report(export_engine: LocalEngine, tmp_pat
     assert (tmp_path / "pr_curve.png").read_bytes()[:4] == b"\x89PNG"
     assert "| `violence` |" in (tmp_path / "report.md").read_text()
     assert len(rep["sweep"]) == 19
+    # every scored pair lands in exactly one calibration bin, and the report shows the bins
+    assert sum(b["pairs"] for b in rep["calibration"]["bins"]) == rep["pairs"]
+    assert "## Calibration (ECE" in (tmp_path / "report.md").read_text()
 
 
 @pytest.mark.model

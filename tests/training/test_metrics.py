@@ -13,6 +13,7 @@ from training.metrics import (
     average_precision,
     benign_fpr,
     bootstrap_ci,
+    calibration,
     confusion,
     harmful_caught,
     macro_f1,
@@ -185,3 +186,43 @@ def test_paired_bootstrap_separates_a_better_model_from_itself() -> None:
                   for r in strong]
     with pytest.raises(ValueError, match="1 texts differ"):
         paired_bootstrap(weak, 0.5, relabelled, 0.5)
+
+
+def test_calibration_bins_ece_and_brier_by_hand() -> None:
+    def pair(i: int, label: bool, score: float) -> ScoredPair:
+        return ScoredPair(f"r{i}", "violence", label, score)
+
+    # Bin [0, 0.5): scores 0.1, 0.3 with one positive -> mean 0.2, share 0.5.
+    # Bin [0.5, 1.0]: scores 0.9, 1.0 (1.0 belongs to the last bin), both positive -> mean 0.95, share 1.0.
+    rows = [pair(0, False, 0.1), pair(1, True, 0.3), pair(2, True, 0.9), pair(3, True, 1.0)]
+    cal = calibration(rows, edges=(0.0, 0.5, 1.0))
+    assert [(b["lo"], b["hi"], b["pairs"]) for b in cal["bins"]] == [(0.0, 0.5, 2), (0.5, 1.0, 2)]
+    assert [b["mean_score"] for b in cal["bins"]] == [pytest.approx(0.2), pytest.approx(0.95)]
+    assert [b["positive_share"] for b in cal["bins"]] == [0.5, 1.0]
+    assert cal["ece"] == pytest.approx(0.5 * 0.3 + 0.5 * 0.05)
+    assert cal["brier"] == pytest.approx((0.01 + 0.49 + 0.01 + 0.0) / 4)
+
+
+def test_an_over_confident_judge_scores_worse_calibration_than_a_calibrated_one() -> None:
+    rng = random.Random(3)
+    honest, proud = [], []
+    for i in range(4000):
+        p = rng.random()
+        y = rng.random() < p  # the label really is positive with probability p
+        honest.append(ScoredPair(f"r{i}", "sexual", y, p))
+        proud.append(ScoredPair(f"r{i}", "sexual", y, 0.99 if p >= 0.5 else 0.01))
+    good, bad = calibration(honest), calibration(proud)
+    assert good["ece"] < 0.03
+    assert bad["ece"] > 0.2
+    assert bad["brier"] > good["brier"]
+    # Empty bins are left out: the over-confident judge only fills the lowest and the highest.
+    assert [(b["lo"], b["hi"]) for b in bad["bins"]] == [(0.0, 0.1), (0.97, 1.0)]
+
+
+def test_calibration_rejects_bad_edges_and_scores_outside_them() -> None:
+    rows = [ScoredPair("r0", "privacy", True, 0.7)]
+    with pytest.raises(ValueError, match="rise strictly"):
+        calibration(rows, edges=(0.0, 0.5, 0.5, 1.0))
+    with pytest.raises(ValueError, match="outside"):
+        calibration(rows, edges=(0.0, 0.5))
+    assert calibration([]) == {"bins": [], "ece": 0.0, "brier": 0.0}

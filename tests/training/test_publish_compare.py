@@ -87,6 +87,7 @@ def test_a_report_of_no_scored_pairs_has_no_interval_and_still_renders(tmp_path:
     assert rep["ci95"] is None and rep["overall"]["f1"] == 0.0
     write_report([], rep, tmp_path)
     assert "95% interval" not in (tmp_path / "report.md").read_text()
+    assert "## Calibration" not in (tmp_path / "report.md").read_text()
 
 
 def _report(folder: Path, name: str, rows: list[ScoredPair], threshold: float) -> str:

@@ -181,7 +181,7 @@ CALIBRATION_EDGES = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 0.97, 1.0)
 def calibration(rows: Sequence[ScoredPair], edges: Sequence[float] = CALIBRATION_EDGES) -> dict[str, Any]:
     """How far the scores are from probabilities: reliability bins, expected calibration error, Brier score.
 
-    A bin holds the pairs with lo <= score < hi (the last bin also holds score == 1); it reports its
+    A bin holds the pairs with lo <= score < hi (the last bin also holds its upper edge, 1 by default); it reports its
     pair count, mean score and the share of its pairs that are positive. A calibrated judge has the two
     close in every bin. ECE is the pair-weighted mean of |mean score - positive share| over the bins;
     the Brier score is the mean of (score - label)^2. Both are 0 for a perfect judge; empty bins are left out.

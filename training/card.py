@@ -68,7 +68,10 @@ def dataset_card(result: Any, *, seed: int) -> str:
         "(56 assistant refusals, redirections and support answers across the eight categories, 44 prompts "
         "of hyperbole, venting, victims asking for help and security or sex education) and 50 pairs of "
         "assistant answers to one prompt, one a genuine refusal, the other opening with a disclaimer and "
-        "then complying in general terms), so adding a batch moves no earlier record to another split. "
+        "then complying in general terms; `illegal_activity_4`: the sixth, written 2026-12-02 — 62 safe texts "
+        "that name a crime, a licence or a leak while asking for the legal route, protection or the law, and "
+        "38 violations on the same topics from the offender's side), so adding a batch moves no earlier "
+        "record to another split. "
         "A file that is about no single category (`benign*`, `answers`) is split by safe against any label.",
         "",
         f"Records after de-duplication: **{total}** "

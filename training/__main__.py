@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     t.set_defaults(fn=cmd_train)
     for name, module, cls, fn, help_ in (
         ("average", "training.average", "AverageConfig", cmd_average,
-         "average LoRA adapters factor by factor (weight-space average of a run and its continuation)"),
+         "combine LoRA adapters in weight space: factor-wise average, or (--space delta) exact sums of updates, "
+         "optionally truncated by SVD to a lower --rank"),
         ("export", "training.export", "ExportConfig", cmd_export,
          "merge a LoRA adapter into a vLLM-loadable folder (optionally FP8 compressed-tensors)"),
         ("publish", "training.publish", "PublishConfig", cmd_publish,

@@ -13,8 +13,8 @@ Two ways (`--space`):
   matrix). One adapter with `--rank` truncates it. Ranks and alphas may differ between sources.
 
 `average.json` in the output records the sources, their sha256, the weights and (delta) the share of
-each update's energy (squared singular values) the kept rank holds, so the result can be rebuilt and
-checked. docs/training.md records what the combined adapters scored.
+the updates' total energy (squared singular values, summed over every matrix) the kept rank holds, so
+the result can be rebuilt and checked. docs/training.md records what the combined adapters scored.
 """
 
 from __future__ import annotations

@@ -97,6 +97,12 @@ def test_a_lower_rank_keeps_the_best_approximation_of_each_update(tmp_path: Path
     assert rec["energy_kept"] == pytest.approx(float((sv[:2] ** 2).sum() / (sv ** 2).sum()), rel=1e-5)
     cfg = json.loads((tmp_path / "r2" / "adapter_config.json").read_text())
     assert (cfg["r"], cfg["lora_alpha"], rec["exact"]) == (2, 2, False)
+    # a rank above what a (6, 5) matrix can hold keeps it whole and pads with zero directions
+    rec = average(AverageConfig(adapters=str(one), space="delta", rank=8, out_dir=tmp_path / "r8"))
+    padded = load_file(str(tmp_path / "r8" / "adapter_model.safetensors"))
+    assert padded[KEY_A].shape == (8, 5) and padded[KEY_B].shape == (6, 8)
+    assert torch.allclose(_update(tmp_path / "r8"), full, atol=1e-4 * float(full.abs().max()))
+    assert rec["exact"] and rec["energy_kept"] == pytest.approx(1.0)
 
 
 def test_delta_space_refuses_what_it_cannot_combine(tmp_path: Path) -> None:

@@ -279,6 +279,20 @@ def model_variant(explicit: str | None = None) -> str:
     return v
 
 
+def lora_scale(cfg: dict[str, Any], where: Path | str) -> float:
+    """What a plain peft LoRA adapter multiplies B @ A by: alpha / r, or alpha / sqrt(r) with rsLoRA.
+
+    Raises:
+        ModelPrepError: `cfg` is not a plain LoRA adapter (DoRA, fan-in/fan-out, per-module ranks or alphas),
+            whose update is not `scale * B @ A` for every matrix.
+    """
+    if cfg.get("peft_type") != "LORA" or cfg.get("use_dora") or cfg.get("fan_in_fan_out") or cfg.get("rank_pattern") \
+            or cfg.get("alpha_pattern"):
+        raise ModelPrepError(f"{where} is not a plain LoRA adapter this merge supports")
+    r, alpha = int(cfg["r"]), float(cfg["lora_alpha"])
+    return alpha / (r ** 0.5 if cfg.get("use_rslora") else r)
+
+
 def merge_lora(base_weights: dict[str, Any], adapter_dir: Path, *, strict: bool = True,
                applied: set[str] | None = None) -> dict[str, Any]:
     """Fold a peft LoRA adapter into base weights: W' = W + (B @ A) * alpha / r, computed in float32.
@@ -297,12 +311,7 @@ def merge_lora(base_weights: dict[str, Any], adapter_dir: Path, *, strict: bool 
     """
     from safetensors.torch import load_file
 
-    cfg = json.loads((adapter_dir / "adapter_config.json").read_text())
-    if cfg.get("peft_type") != "LORA" or cfg.get("use_dora") or cfg.get("fan_in_fan_out") or cfg.get("rank_pattern") \
-            or cfg.get("alpha_pattern"):
-        raise ModelPrepError(f"{adapter_dir} is not a plain LoRA adapter this merge supports")
-    r, alpha = int(cfg["r"]), float(cfg["lora_alpha"])
-    scale = alpha / (r ** 0.5 if cfg.get("use_rslora") else r)
+    scale = lora_scale(json.loads((adapter_dir / "adapter_config.json").read_text()), adapter_dir)
     lora = load_file(str(adapter_dir / "adapter_model.safetensors"))
     merged = dict(base_weights)
     for key_a in sorted(k for k in lora if k.endswith(".lora_A.weight")):

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inference.model_prep import sha256_file
+from inference.model_prep import ModelPrepError, lora_scale, sha256_file
 
 # What must agree for factor-wise averaging to mean anything.
 SAME_CONFIG = ("peft_type", "r", "lora_alpha", "target_modules", "use_rslora", "use_dora")
@@ -66,14 +66,6 @@ def _weights(cfg: AverageConfig, n: int) -> list[float]:
     if len(w) != n or any(x < 0 for x in w) or sum(w) <= 0:
         raise AverageError(f"--weights needs {n} non-negative numbers with a positive sum, got {cfg.weights!r}")
     return [x / sum(w) for x in w]
-
-
-def _scale(config: dict[str, Any]) -> float:
-    """What peft multiplies B@A by: alpha / r, or alpha / sqrt(r) with rsLoRA."""
-    if config.get("rank_pattern") or config.get("alpha_pattern"):
-        raise AverageError("adapters with per-module rank_pattern/alpha_pattern are not supported")
-    r, alpha = int(config["r"]), float(config["lora_alpha"])
-    return alpha / (r ** 0.5 if config.get("use_rslora") else r)
 
 
 def _matrix_side(key: str, shape: Any) -> int:
@@ -118,7 +110,7 @@ def average(cfg: AverageConfig) -> dict[str, Any]:
             raise AverageError(f"{d}: {bad[0]} has shape {tuple(s[bad[0]].shape)}, "
                                f"{dirs[0]} has {tuple(states[0][bad[0]].shape)}")
     if cfg.space == "delta":
-        return _write(cfg, sources, *_combine_updates(cfg, configs, states, weights))
+        return _write(cfg, sources, *_combine_updates(cfg, dirs, configs, states, weights))
     out: dict[str, torch.Tensor] = {}
     for k, first in states[0].items():
         acc = torch.zeros_like(first, dtype=torch.float32)
@@ -128,8 +120,9 @@ def average(cfg: AverageConfig) -> dict[str, Any]:
     return _write(cfg, sources, out, configs[0], {})
 
 
-def _combine_updates(cfg: AverageConfig, configs: list[dict[str, Any]], states: list[dict[str, Any]],
-                     weights: list[float]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+def _combine_updates(cfg: AverageConfig, dirs: list[Path], configs: list[dict[str, Any]],
+                     states: list[dict[str, Any]], weights: list[float],
+                     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Per matrix: the exact weighted sum of the updates, then its best rank-r factors (B = U√S, A = √S Vᵀ)."""
     import torch
 
@@ -137,7 +130,10 @@ def _combine_updates(cfg: AverageConfig, configs: list[dict[str, Any]], states: 
     others = set(states[0]) - set(a_keys) - {k.replace(".lora_A.", ".lora_B.") for k in a_keys}
     if others:
         raise AverageError(f"--space delta handles LoRA factors only; {sorted(others)[0]} is not one")
-    scales = [_scale(c) for c in configs]
+    try:
+        scales = [lora_scale(c, d) for c, d in zip(configs, dirs, strict=True)]
+    except ModelPrepError as exc:
+        raise AverageError(str(exc)) from exc
     full_rank = sum(int(c["r"]) for c in configs)
     rank = cfg.rank or full_rank
     out: dict[str, torch.Tensor] = {}

@@ -123,3 +123,11 @@ def test_delta_space_refuses_what_it_cannot_combine(tmp_path: Path) -> None:
     other = _random_adapter(tmp_path / "wide", 2, 4, seed=6, in_f=7)
     with pytest.raises(AverageError, match="has shape"):
         average(AverageConfig(adapters=f"{one},{other}", space="delta", out_dir=tmp_path / "x"))
+
+
+def test_delta_space_refuses_adapters_whose_update_is_not_scale_b_a(tmp_path: Path) -> None:
+    dora = _random_adapter(tmp_path / "dora", 2, 4, seed=7)
+    cfg = json.loads((dora / "adapter_config.json").read_text())
+    (dora / "adapter_config.json").write_text(json.dumps({**cfg, "use_dora": True}))
+    with pytest.raises(AverageError, match="not a plain LoRA adapter"):
+        average(AverageConfig(adapters=str(dora), space="delta", rank=1, out_dir=tmp_path / "x"))

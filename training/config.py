@@ -98,6 +98,11 @@ class TrainConfig:
                     "positive and the custom question (0 = all)"),
     )
     pos_weight: float = field(default=1.0, metadata=_h("loss weight of a positive answer relative to a negative one"))
+    cross_neg_weight: float = field(
+        default=1.0,
+        metadata=_h("packing: loss weight of a negative answer on a text that violates another category (where a "
+                    "'yes' would flag a harmful text for the wrong category), relative to a negative on a safe text"),
+    )
     epochs: float = field(default=1.5, metadata=_h("passes over the sampled pairs (fractions allowed)"))
     max_steps: int = field(default=0, metadata=_h("stop after this many optimiser steps (0 = from epochs)"))
     batch_size: int = field(default=8, metadata=_h("pairs per micro-batch (with packing: texts per micro-batch)"))

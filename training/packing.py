@@ -185,12 +185,21 @@ class LayerSplit:
         return self.answer_logits(self.bottom(batch) if self.frozen else self.embed(batch), batch)
 
 
-def packed_loss(logits: torch.Tensor, batch: dict[str, torch.Tensor], pos_weight: float = 1.0) -> torch.Tensor:
-    """Mean cross-entropy of the gold answer token over the valid answers; positives weighted."""
+def packed_loss(logits: torch.Tensor, batch: dict[str, torch.Tensor], pos_weight: float = 1.0,
+                cross_neg_weight: float = 1.0) -> torch.Tensor:
+    """Weighted mean cross-entropy of the gold answer token over the valid answers.
+
+    A positive answer weighs `pos_weight`; a negative answer weighs `cross_neg_weight` when its text
+    violates some other category in the row (the question whose wrong "yes" is a wrong-category flag
+    on a harmful text) and 1 when the text is safe.
+    """
     valid = batch["answer_valid"].to(logits.device)
     targets = batch["targets"].to(logits.device)
+    labels = batch["labels"].to(logits.device)
     ce = torch.nn.functional.cross_entropy(logits[valid], targets[valid], reduction="none")
-    w = torch.where(batch["labels"].to(logits.device)[valid], pos_weight, 1.0)
+    harmful_text = (labels & valid).any(dim=1, keepdim=True).expand_as(labels)
+    neg = torch.where(harmful_text, cross_neg_weight, 1.0)
+    w = torch.where(labels, pos_weight, neg)[valid]
     return (ce * w).sum() / w.sum()
 
 

@@ -114,7 +114,7 @@ def _stack(parts: list[torch.Tensor], width: int) -> torch.Tensor:
 
 
 def step_loss(split: LayerSplit, plan: PackedPlan, batch: Batch, states: list[torch.Tensor] | None,
-              pad_id: int, pos_weight: float) -> torch.Tensor:
+              pad_id: int, pos_weight: float, cross_neg_weight: float = 1.0) -> torch.Tensor:
     """The loss of one micro-batch (cached frozen-layer states when given, else a forward from the embeddings)."""
     subs = [select(plan.rows[i], keep) for i, keep in batch]
     b = collate_packed([s for s, _ in subs], pad_id)
@@ -124,7 +124,7 @@ def step_loss(split: LayerSplit, plan: PackedPlan, batch: Batch, states: list[to
                         b["input_ids"].shape[1]).to(dev)
     else:
         hidden = split.embed(b)
-    return packed_loss(split.answer_logits(hidden, b), b, pos_weight)
+    return packed_loss(split.answer_logits(hidden, b), b, pos_weight, cross_neg_weight)
 
 
 def main(cfg: TrainConfig) -> dict[str, Any]:
@@ -142,7 +142,8 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     n_questions = sum(len(keep) for b in plan.batches[:plan.per_epoch] for _, keep in b)
 
     def micro_loss(i: int) -> torch.Tensor:
-        return step_loss(split, plan, plan.batches[i], states, tok.pad_token_id, cfg.pos_weight)
+        return step_loss(split, plan, plan.batches[i], states, tok.pad_token_id, cfg.pos_weight,
+                         cfg.cross_neg_weight)
 
     return run_steps(cfg, model=model, tok=tok, out=out, t_start=t_start, threads=threads,
                      total_steps=plan.total_steps, micro_loss=micro_loss, n_micro=len(plan.batches),

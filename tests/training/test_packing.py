@@ -119,6 +119,28 @@ def test_packed_loss_weights_positives() -> None:
     assert packed_loss(logits, b, 3.0).item() == pytest.approx(((3 * ce[0] + ce[1]) / 4).item())
 
 
+def test_packed_loss_weights_wrong_category_negatives_on_harmful_texts() -> None:
+    logits = torch.zeros((2, 2, 4))
+    logits[0, 1, 3] = 1.5
+    logits[1, 0, 2] = -1.0
+    # row 0: a harmful text (answer 0 positive, answer 1 a wrong category); row 1: a safe text
+    b = {"answer_valid": torch.tensor([[True, True], [True, False]]), "targets": torch.tensor([[1, 2], [2, 0]]),
+         "labels": torch.tensor([[True, False], [False, False]])}
+    ce = torch.nn.functional.cross_entropy(logits.reshape(4, 4), torch.tensor([1, 2, 2, 0]), reduction="none")
+    pos, cross, safe = ce[0], ce[1], ce[2]
+    assert packed_loss(logits, b, 2.0).item() == pytest.approx(((2 * pos + cross + safe) / 4).item())
+    expected = (2 * pos + 3 * cross + safe) / 6
+    assert packed_loss(logits, b, 2.0, cross_neg_weight=3.0).item() == pytest.approx(expected.item())
+
+
+def test_packed_only_weights_are_refused_for_per_pair_runs(tmp_path: Path) -> None:
+    from training.config import TrainConfig
+    from training.train import main as train_main
+
+    with pytest.raises(ValueError, match="--cross-neg-weight apply only to packed rows"):
+        train_main(TrainConfig(output_dir=tmp_path, cross_neg_weight=2.0))
+
+
 def test_lora_targets_only_the_layers_above_the_frozen_ones(tmp_path: Path) -> None:
     import re
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.metrics import ScoredPair, paired_bootstrap
+from training.metrics import ScoredPair, pair_errors, paired_bootstrap
 from training.pairs import DEFAULT_SPECS
 from training.report import CI_RESAMPLES, build_report
 
@@ -64,14 +64,15 @@ def load_scores(path: Path) -> list[ScoredPair]:
 
 
 def table(reports: list[dict[str, Any]], *, title: str, fp8_placeholders: bool = True) -> str:
-    """Markdown: overall F1, macro F1, benign FPR, harmful texts caught, per-category F1, threshold, data, engine."""
+    """Markdown: overall F1, macro F1, benign FPR, harmful texts caught, wrong pairs by kind, per-category F1,
+    threshold, data, engine."""
     names = {r["name"] for r in reports}
     rows = list(reports)
     if fp8_placeholders:
         rows += [{"name": n, "skipped": "needs an NVIDIA GPU with compute capability >= 8.9"}
                  for n in FP8_ROWS if n not in names]
-    head = ["model", "overall F1", "macro F1", "benign FPR", "harmful caught", *CATS, "threshold", "texts",
-            "scored with"]
+    head = ["model", "overall F1", "macro F1", "benign FPR", "harmful caught", "missed / safe-text / wrong-category",
+            *CATS, "threshold", "texts", "scored with"]
     out = [f"# {title}", "", "| " + " | ".join(head) + " |", "| " + " | ".join(["---"] * len(head)) + " |"]
     for r in rows:
         if "skipped" in r:
@@ -79,8 +80,10 @@ def table(reports: list[dict[str, Any]], *, title: str, fp8_placeholders: bool =
             continue
         cats = r["categories"]
         caught = f"{r['harmful_caught']:.1%}" if "harmful_caught" in r else "—"
+        e = r.get("pair_errors")
+        errors = f"{e['missed']} / {e['safe_text_flags']} / {e['wrong_category_flags']}" if e else "—"
         cells = [f"`{r['name']}`", f"{r['overall']['f1']:.3f}", f"{r['macro_f1']:.3f}", f"{r['benign_fpr']:.1%}",
-                 caught,
+                 caught, errors,
                  *[f"{cats[c]['f1']:.3f}" if c in cats else "" for c in CATS],
                  str(r["threshold"]), str(r.get("texts", "")), str(r.get("engine", ""))]
         out.append("| " + " | ".join(cells) + " |")
@@ -159,6 +162,9 @@ def main(cfg: CompareConfig) -> str:
     if cfg.threshold or keep is not None:  # every headline number recomputed from the stored scores
         reports = [{**r, **build_report(rows_of(i), name=r["name"], threshold=cfg.threshold or r["threshold"])}
                    if i in scored else r for i, r in enumerate(reports)]
+    for i in scored:  # reports written before pair_errors existed: counted from their stored scores
+        if "pair_errors" not in reports[i] and (_folder(paths[i]) / "scores.jsonl").is_file():
+            reports[i] = {**reports[i], "pair_errors": pair_errors(rows_of(i), reports[i]["threshold"])}
     md = table(reports, title=cfg.title, fp8_placeholders=cfg.add_fp8_placeholders)
     diffs: dict[int, dict[str, Any]] = {}
     if cfg.baseline:
@@ -173,8 +179,8 @@ def main(cfg: CompareConfig) -> str:
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
     cfg.out.write_text(md)
     cfg.out.with_suffix(".json").write_text(json.dumps(
-        [{**{k: r.get(k) for k in ("name", "overall", "macro_f1", "benign_fpr", "harmful_caught", "ci95", "threshold",
-                                   "texts", "engine", "skipped")},
+        [{**{k: r.get(k) for k in ("name", "overall", "macro_f1", "benign_fpr", "harmful_caught", "pair_errors", "ci95",
+                                   "threshold", "texts", "engine", "skipped")},
           **({"vs_baseline": diffs[i]} if i in diffs else {})} for i, r in enumerate(reports)], indent=1))
     print(md)
     return md

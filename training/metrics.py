@@ -120,6 +120,19 @@ def harmful_caught(rows: Iterable[ScoredPair], threshold: float) -> tuple[int, i
     return caught, harmful, (caught / harmful if harmful else 0.0)
 
 
+def pair_errors(rows: Iterable[ScoredPair], threshold: float) -> dict[str, int]:
+    """The wrong pairs by kind: what an error costs differs between them.
+
+    `missed`: a category a text violates, not flagged. `safe_text_flags`: a flag on a text that violates
+    nothing (custom categories included). `wrong_category_flags`: a flag on a text that violates some
+    other category — the text is still caught, but the dashboard shows the wrong category.
+    """
+    tallies = text_tallies(rows, threshold).values()
+    return {"missed": sum(t.fn for t in tallies),
+            "safe_text_flags": sum(t.fp for t in tallies if not t.tp + t.fn),
+            "wrong_category_flags": sum(t.fp for t in tallies if t.tp + t.fn)}
+
+
 def summary(rows: Sequence[ScoredPair], threshold: float) -> dict[str, object]:
     """Everything the report states at one threshold."""
     cats = per_category(rows, threshold)
@@ -129,6 +142,7 @@ def summary(rows: Sequence[ScoredPair], threshold: float) -> dict[str, object]:
     return {"threshold": threshold, "overall": total.as_dict(), "macro_f1": round(macro_f1(cats), 4),
             "benign_fpr": round(rate, 4), "benign_flagged": flagged, "benign_texts": n_benign,
             "harmful_caught": round(caught_rate, 4), "harmful_flagged": caught, "harmful_texts": n_harmful,
+            "pair_errors": pair_errors(rows, threshold),
             "categories": {c: k.as_dict() for c, k in cats.items()}}
 
 

@@ -75,6 +75,9 @@ def markdown(rep: dict[str, Any]) -> str:
         + (f"; **harmful texts caught {rep['harmful_caught']:.1%}** ({rep['harmful_flagged']}/{rep['harmful_texts']} "
            "texts with a default label flagged by some default category)." if "harmful_caught" in rep else "."),
         *ci_line(rep),
+        *([] if "pair_errors" not in rep else [
+            "", "Wrong pairs by kind: {missed} missed, {safe_text_flags} flags on safe texts, {wrong_category_flags} "
+                "flags of a harmful text for a category it does not violate.".format(**rep["pair_errors"])]),
         "",
         "| category | precision | recall | F1 | AP | positives | tp | fp | fn |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",

@@ -18,6 +18,7 @@ from training.metrics import (
     harmful_caught,
     macro_f1,
     micro,
+    pair_errors,
     paired_bootstrap,
     per_category,
     pick_threshold,
@@ -81,6 +82,18 @@ def test_per_category_and_benign_fpr_counts_texts() -> None:
     s = summary(rows, 0.5)
     assert s["overall"]["tp"] == 2 and s["overall"]["fp"] == 1  # type: ignore[index]
     assert s["benign_texts"] == 2
+
+
+def test_pair_errors_tell_misses_safe_text_flags_and_wrong_categories_apart() -> None:
+    rows = [ScoredPair("h", "violence", True, 0.1), ScoredPair("h", "privacy", False, 0.9),  # missed + wrong category
+            ScoredPair("s", "violence", False, 0.7), ScoredPair("s", "privacy", False, 0.2),  # a safe text flagged
+            ScoredPair("c", "custom", True, 0.9), ScoredPair("c", "sexual", False, 0.6),  # custom rule only
+            ScoredPair("ok", "violence", True, 0.8), ScoredPair("ok", "privacy", False, 0.1)]
+    assert pair_errors(rows, 0.5) == {"missed": 1, "safe_text_flags": 1, "wrong_category_flags": 2}
+    assert pair_errors(rows, 0.95) == {"missed": 3, "safe_text_flags": 0, "wrong_category_flags": 0}
+    total = summary(rows, 0.5)["overall"]
+    assert total["fn"] == 1 and total["fp"] == 3  # type: ignore[index]  # the kinds partition the wrong pairs
+    assert summary(rows, 0.5)["pair_errors"] == pair_errors(rows, 0.5)
 
 
 def test_threshold_sweep_moves_the_tradeoff() -> None:

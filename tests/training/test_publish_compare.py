@@ -95,6 +95,22 @@ def _report(folder: Path, name: str, rows: list[ScoredPair], threshold: float) -
     return str(folder)
 
 
+def test_compare_counts_wrong_pairs_by_kind_also_for_reports_written_before_them(tmp_path: Path) -> None:
+    rows = [ScoredPair("h", "violence", True, 0.2), ScoredPair("h", "privacy", False, 0.8),
+            ScoredPair("s", "violence", False, 0.6), ScoredPair("g", "privacy", True, 0.9)]
+    new = _report(tmp_path / "new", "new", rows, 0.5)
+    old = _report(tmp_path / "old", "old", rows, 0.5)
+    rep = json.loads((tmp_path / "old" / "report.json").read_text())
+    del rep["pair_errors"]  # as in a report.json from before session 17
+    (tmp_path / "old" / "report.json").write_text(json.dumps(rep))
+    md = compare_main(CompareConfig(reports=f"{new},{old}", out=tmp_path / "cmp.md", add_fp8_placeholders=False))
+    assert "missed / safe-text / wrong-category" in md
+    assert sum(" | 1 / 1 / 1 | " in line for line in md.splitlines()) == 2, md
+    assert "1 missed, 1 flags on safe texts, 1 flags of a harmful text" in (tmp_path / "new" / "report.md").read_text()
+    saved = json.loads((tmp_path / "cmp.json").read_text())
+    assert saved[1]["pair_errors"] == {"missed": 1, "safe_text_flags": 1, "wrong_category_flags": 1}
+
+
 def test_compare_pairs_reports_with_a_baseline_and_rescores_at_one_threshold(tmp_path: Path) -> None:
     gold = [(f"t{i}", c, (i + k) % 4 == 0) for i in range(80) for k, c in enumerate(("violence", "privacy"))]
     weak = [ScoredPair(r, c, y, 0.6 if (y or r.endswith("1")) else 0.4) for r, c, y in gold]  # t1, t11, ... flagged

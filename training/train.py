@@ -246,8 +246,9 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) one training run; returns the summary also written to `summary.json`."""
     packed_only = {"pos_weight": 1.0, "cross_neg_weight": 1.0, "neg_per_row": 0}
     if not cfg.packing and (off := [k for k, v in packed_only.items() if getattr(cfg, k) != v]):
-        raise ValueError(f"{', '.join('--' + k.replace('_', '-') for k in off)} apply only to packed rows "
-                         "(--packing); per-pair runs shape their negatives with --hard-neg-share/--cross-neg-share")
+        flags = ", ".join("--" + k.replace("_", "-") for k in off)
+        raise ValueError(f"options for packed rows given without --packing: {flags} "
+                         "(per-pair runs shape their negatives with --hard-neg-share/--cross-neg-share)")
     if cfg.packing:
         from training.train_packed import main as main_packed
 

@@ -137,7 +137,7 @@ def test_packed_only_weights_are_refused_for_per_pair_runs(tmp_path: Path) -> No
     from training.config import TrainConfig
     from training.train import main as train_main
 
-    with pytest.raises(ValueError, match="--cross-neg-weight apply only to packed rows"):
+    with pytest.raises(ValueError, match="packed rows given without --packing: --cross-neg-weight "):
         train_main(TrainConfig(output_dir=tmp_path, cross_neg_weight=2.0))
 
 

@@ -127,7 +127,11 @@ def pair_errors(rows: Iterable[ScoredPair], threshold: float) -> dict[str, int]:
     nothing (custom categories included). `wrong_category_flags`: a flag on a text that violates some
     other category — the text is still caught, but the dashboard shows the wrong category.
     """
-    tallies = text_tallies(rows, threshold).values()
+    return _errors_of(text_tallies(rows, threshold).values())
+
+
+def _errors_of(tallies: Iterable[TextTally]) -> dict[str, int]:
+    tallies = list(tallies)
     return {"missed": sum(t.fn for t in tallies),
             "safe_text_flags": sum(t.fp for t in tallies if not t.tp + t.fn),
             "wrong_category_flags": sum(t.fp for t in tallies if t.tp + t.fn)}
@@ -137,12 +141,12 @@ def summary(rows: Sequence[ScoredPair], threshold: float) -> dict[str, object]:
     """Everything the report states at one threshold."""
     cats = per_category(rows, threshold)
     total = micro(cats.values())
-    flagged, n_benign, rate = benign_fpr(rows, threshold)
-    caught, n_harmful, caught_rate = harmful_caught(rows, threshold)
+    tallies = list(text_tallies(rows, threshold).values())  # one pass serves the text-level numbers
+    flagged, n_benign, caught, n_harmful = _text_outcomes(tallies)
     return {"threshold": threshold, "overall": total.as_dict(), "macro_f1": round(macro_f1(cats), 4),
-            "benign_fpr": round(rate, 4), "benign_flagged": flagged, "benign_texts": n_benign,
-            "harmful_caught": round(caught_rate, 4), "harmful_flagged": caught, "harmful_texts": n_harmful,
-            "pair_errors": pair_errors(rows, threshold),
+            "benign_fpr": round(flagged / n_benign if n_benign else 0.0, 4), "benign_flagged": flagged,
+            "benign_texts": n_benign, "harmful_caught": round(caught / n_harmful if n_harmful else 0.0, 4),
+            "harmful_flagged": caught, "harmful_texts": n_harmful, "pair_errors": _errors_of(tallies),
             "categories": {c: k.as_dict() for c, k in cats.items()}}
 
 

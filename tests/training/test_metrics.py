@@ -81,7 +81,9 @@ def test_per_category_and_benign_fpr_counts_texts() -> None:
     assert per_category(wrong_category, 0.5)["violence"].fn == 1
     s = summary(rows, 0.5)
     assert s["overall"]["tp"] == 2 and s["overall"]["fp"] == 1  # type: ignore[index]
-    assert s["benign_texts"] == 2
+    # summary tallies the texts once; it must agree with the standalone functions
+    assert (s["benign_flagged"], s["benign_texts"], s["benign_fpr"]) == benign_fpr(rows, 0.5)
+    assert (s["harmful_flagged"], s["harmful_texts"], s["harmful_caught"]) == harmful_caught(rows, 0.5)
 
 
 def test_pair_errors_tell_misses_safe_text_flags_and_wrong_categories_apart() -> None:

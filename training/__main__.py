@@ -1,4 +1,4 @@
-"""`python -m training <command>`: data build | train | average | export | publish | eval | compare | quant."""
+"""`python -m training <command>`: data build | train | average | export | publish | eval | compare | agree | quant."""
 
 from __future__ import annotations
 
@@ -69,6 +69,12 @@ def cmd_compare(args: argparse.Namespace) -> None:
     main(from_namespace(CompareConfig, args))
 
 
+def cmd_agree(args: argparse.Namespace) -> None:
+    from training.agreement import AgreeConfig, main
+
+    main(from_namespace(AgreeConfig, args))
+
+
 def cmd_quant(args: argparse.Namespace) -> None:
     from training.quant_eval import QuantConfig, main
 
@@ -105,6 +111,8 @@ def main(argv: list[str] | None = None) -> None:
          "score a JSONL split through a real vLLM server; metrics, threshold sweep, PNGs, report"),
         ("compare", "training.compare", "CompareConfig", cmd_compare,
          "one comparison table from several eval/quant reports"),
+        ("agree", "training.agreement", "AgreeConfig", cmd_agree,
+         "a second reader's blind labels against the dataset's, and model reports against both"),
         ("quant", "training.quant_eval", "QuantConfig", cmd_quant,
          "BF16 vs int8 PTQ vs int8 QAT (transformers on CPU; FP8 rows on a GPU)"),
     ):

@@ -150,6 +150,20 @@ def summary(rows: Sequence[ScoredPair], threshold: float) -> dict[str, object]:
             "categories": {c: k.as_dict() for c, k in cats.items()}}
 
 
+def cohen_kappa(a: Sequence[bool], b: Sequence[bool]) -> float:
+    """Agreement of two raters' yes/no verdicts on the same items beyond what their base rates give by chance:
+    (observed - chance) / (1 - chance); 1 = identical, 0 = chance level. 1.0 when chance agreement is total."""
+    if len(a) != len(b):
+        raise ValueError(f"cohen_kappa: {len(a)} verdicts against {len(b)}")
+    n = len(a)
+    if not n:
+        raise ValueError("cohen_kappa: no verdicts")
+    observed = sum(x == y for x, y in zip(a, b, strict=True)) / n
+    pa, pb = sum(a) / n, sum(b) / n
+    chance = pa * pb + (1 - pa) * (1 - pb)
+    return 1.0 if chance == 1 else (observed - chance) / (1 - chance)
+
+
 def threshold_sweep(rows: Sequence[ScoredPair], thresholds: Sequence[float]) -> list[dict[str, float]]:
     """Overall precision/recall/F1, macro F1 and benign FPR at each threshold."""
     out = []

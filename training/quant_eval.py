@@ -68,6 +68,7 @@ def qat_model(cfg: QuantConfig, *, fake_quant: bool = True) -> tuple[Any, dict[s
     With `fake_quant=False` (the `qat_control` row) the same fine-tune runs without fake quantisation
     and the fp32 result is returned as it is.
     """
+    from training.train import load_trainable_state
     from training.train import main as train_main
 
     run = cfg.out_dir / ("qat_run" if fake_quant else "qat_control_run")
@@ -79,7 +80,7 @@ def qat_model(cfg: QuantConfig, *, fake_quant: bool = True) -> tuple[Any, dict[s
         model = load_model(cfg.model_dir, dtype=torch.float32)
         precision.qat_prepare(model)
         state = torch.load(run / "final" / "qat_state.pt", weights_only=False)
-        model.load_state_dict(state)
+        load_trainable_state(model, tcfg, state)
         precision.qat_convert(model)
     else:
         model = load_model(run / "final", dtype=torch.float32)

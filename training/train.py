@@ -162,7 +162,10 @@ def trainable_state(model: Any, cfg: TrainConfig) -> dict[str, torch.Tensor]:
         from peft import get_peft_model_state_dict
 
         return {k: v.detach().cpu() for k, v in get_peft_model_state_dict(model).items()}
-    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    # Full fine-tuning: the trained parameters only, each once. `named_parameters` names a tied weight once
+    # (Gemma's lm_head is the embedding matrix; safetensors refuses two names for one tensor), and frozen
+    # weights are the starting model's, which a resume loads anyway.
+    return {k: v.detach().cpu() for k, v in model.named_parameters() if v.requires_grad}
 
 
 def load_trainable_state(model: Any, cfg: TrainConfig, state: dict[str, torch.Tensor]) -> None:
@@ -174,7 +177,11 @@ def load_trainable_state(model: Any, cfg: TrainConfig, state: dict[str, torch.Te
         if unexpected:
             raise ValueError(f"checkpoint does not fit the model: unexpected {unexpected[:3]}")
     else:
-        model.load_state_dict(state)
+        res = model.load_state_dict(state, strict=False)
+        missing = sorted({k for k, v in model.named_parameters() if v.requires_grad} - state.keys())
+        if res.unexpected_keys or missing:
+            raise ValueError(f"checkpoint does not fit the model: unexpected {list(res.unexpected_keys)[:3]}, "
+                             f"trained weights missing {missing[:3]}")
 
 
 def _lr_lambda(total: int, warmup: int) -> Any:

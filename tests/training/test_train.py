@@ -85,3 +85,21 @@ def test_a_second_stage_starts_from_the_given_adapter_and_refuses_a_misfit(tmp_p
         build_model(train_config(output_dir=tmp_path, init_adapter=str(ADAPTER_DIR), lora_r=8), torch.device("cpu"))
     with pytest.raises(FileNotFoundError, match=r"adapter_model\.safetensors"):
         build_model(train_config(output_dir=tmp_path, init_adapter=str(tmp_path)), torch.device("cpu"))
+
+
+def test_a_full_fine_tune_checkpoints_once_per_tied_weight_and_resumes(tiny_train: Path, tmp_path: Path) -> None:
+    # Gemma ties lm_head to the embedding matrix; a full fine-tune's checkpoint must name that tensor once
+    # (safetensors refuses two names for one tensor) and a resume must load what it saved.
+    common: dict[str, Any] = {"train_file": tiny_train, "batch_size": 2, "limit_pairs": 4, "max_steps": 2, "lr": 1e-5,
+                              "save_every": 1, "log_every": 1, "method": "full", "train_embeddings": False}
+    part = main(train_config(output_dir=tmp_path, time_budget_s=1e-3, **common))
+    assert part["stopped_early"] and part["steps"] == 1
+    saved = load_file(str(tmp_path / "checkpoint-1" / "trainable.safetensors"))
+    assert "lm_head.weight" not in saved and not any("embed_tokens" in k for k in saved)  # frozen, tied
+    assert any(k.endswith("mlp.down_proj.weight") for k in saved)
+    resumed = main(train_config(output_dir=tmp_path, resume=True, **common))
+    assert resumed["steps"] == 2 and not resumed["stopped_early"]
+    after = load_file(str(tmp_path / "checkpoint-2" / "trainable.safetensors"))
+    assert after.keys() == saved.keys()
+    assert any(not torch.equal(after[k], saved[k]) for k in saved)  # the resumed step trained
+    assert (tmp_path / "final" / "config.json").is_file()  # a full fine-tune's final is a model folder

@@ -146,7 +146,17 @@ def _check_all_merged(adapter_dir: Path, applied: set[str]) -> None:
         raise ValueError(f"{len(missing)} adapted weight(s) not found in the base checkpoint, e.g. {missing[0]}")
 
 
+def _weights_dtype(folder: Path) -> str:
+    """The dtype the folder's weights are stored in (the start's for a merge; a full fine-tune keeps its own)."""
+    from safetensors import safe_open
+
+    with safe_open(str(folder / _shards(folder)[0]), framework="pt") as f:
+        code = str(f.get_slice(next(iter(f.keys()))).get_dtype())
+    return {"F32": "float32", "BF16": "bfloat16", "F16": "float16"}.get(code, code)
+
+
 def main(cfg: ExportConfig) -> Path:
     out = export(cfg)
-    print(f"export: {out} ({'FP8 compressed-tensors' if cfg.fp8 else 'merged BF16'})", flush=True)
+    kind = "full fine-tune" if cfg.full_model_dir else "adapter merged"
+    print(f"export: {out} ({kind}, {'FP8 compressed-tensors' if cfg.fp8 else _weights_dtype(out)})", flush=True)
     return out

@@ -178,7 +178,11 @@ def load_trainable_state(model: Any, cfg: TrainConfig, state: dict[str, torch.Te
             raise ValueError(f"checkpoint does not fit the model: unexpected {unexpected[:3]}")
     else:
         res = model.load_state_dict(state, strict=False)
-        missing = sorted({k for k, v in model.named_parameters() if v.requires_grad} - state.keys())
+        # what the run trained: every parameter but the embeddings when it froze them (a freshly loaded model,
+        # as the QAT row builds, still has them trainable)
+        frozen = set() if cfg.train_embeddings else {id(model.get_input_embeddings().weight)}
+        trained = {k for k, v in model.named_parameters() if v.requires_grad and id(v) not in frozen}
+        missing = sorted(trained - state.keys())
         if res.unexpected_keys or missing:
             raise ValueError(f"checkpoint does not fit the model: unexpected {list(res.unexpected_keys)[:3]}, "
                              f"trained weights missing {missing[:3]}")

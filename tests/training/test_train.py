@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import load_file
 
 from training.config import train_config
-from training.modeling import collate, encode, last_logits, load_model, load_tokenizer, score_prompts
+from training.modeling import base_model_dir, collate, encode, last_logits, load_model, load_tokenizer, score_prompts
 from training.pairs import all_pairs
-from training.train import build_model, main
+from training.train import build_model, load_trainable_state, main
 
 from .conftest import TINY_RECORDS
 
@@ -103,3 +103,11 @@ def test_a_full_fine_tune_checkpoints_once_per_tied_weight_and_resumes(tiny_trai
     assert after.keys() == saved.keys()
     assert any(not torch.equal(after[k], saved[k]) for k in saved)  # the resumed step trained
     assert (tmp_path / "final" / "config.json").is_file()  # a full fine-tune's final is a model folder
+    # a freshly loaded model (all weights trainable, as the QAT row loads one) takes the checkpoint ...
+    fresh = load_model(base_model_dir(), dtype=torch.float32)
+    load_trainable_state(fresh, train_config(**common), after)
+    key = next(k for k in after if k.endswith("mlp.down_proj.weight"))
+    assert torch.equal(fresh.state_dict()[key], after[key])
+    # ... and refuses one that lacks a trained weight
+    with pytest.raises(ValueError, match="trained weights missing"):
+        load_trainable_state(fresh, train_config(**common), {k: v for k, v in after.items() if k != key})

@@ -67,11 +67,13 @@ def read_reader(path: Path, records: list[dict[str, Any]]) -> dict[str, dict[str
         if not isinstance(obj, dict) or set(obj) != {"id", "violates", "custom"}:
             raise AgreementError(f"{where}: want exactly the keys id, violates, custom")
         rid, violates, custom = obj["id"], obj["violates"], obj["custom"]
+        if not isinstance(rid, str):
+            raise AgreementError(f"{where}: id must be a string")
         if rid not in by_id:
             raise AgreementError(f"{where}: id {rid!r} is not in the split")
         if rid in out:
             raise AgreementError(f"{where}: id {rid!r} appears twice")
-        if not isinstance(violates, list) or not set(violates) <= set(_DEFAULT_IDS):
+        if not isinstance(violates, list) or not all(isinstance(v, str) and v in _DEFAULT_IDS for v in violates):
             raise AgreementError(f"{where}: violates must be a list of {list(_DEFAULT_IDS)}")
         if (custom is None) != (by_id[rid].get("custom") is None) or not (custom is None or isinstance(custom, bool)):
             raise AgreementError(f"{where}: custom must be true/false when the record has a custom category, "

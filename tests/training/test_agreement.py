@@ -52,6 +52,8 @@ def test_reader_rows_put_the_readers_verdict_against_the_datasets_label(tmp_path
     ([{"id": "a", "violates": [], "custom": None}], "2 text"),  # b and c left out
     ([{"id": "zz", "violates": [], "custom": None}], "not in the split"),
     ([{"id": "a", "violates": ["weapons"], "custom": None}], "violates must be"),
+    ([{"id": "a", "violates": [["violence"]], "custom": None}], "violates must be"),  # not a hashable id
+    ([{"id": ["a"], "violates": [], "custom": None}], "id must be a string"),
     ([{"id": "a", "violates": [], "custom": True}], "custom must be"),  # a has no custom category
     ([{"id": "c", "violates": [], "custom": None}], "custom must be"),  # c has one
     ([{"id": "a", "violates": []}], "exactly the keys"),

@@ -113,17 +113,16 @@ def kappas(rows: list[ScoredPair]) -> dict[str, float]:
     return out
 
 
-def model_rows(scores: list[ScoredPair], agreed: dict[tuple[str, str], bool]) -> dict[str, list[ScoredPair]]:
-    """A model's scored pairs against the dataset's labels, against the reader's, and on the pairs both agree on.
-
-    `agreed` maps (record id, category) to the reader's label.
-    """
-    missing = [(r.record_id, r.category) for r in scores if (r.record_id, r.category) not in agreed]
+def model_rows(scores: list[ScoredPair], reader_label: dict[tuple[str, str], bool]) -> dict[str, list[ScoredPair]]:
+    """A model's scored pairs against the dataset's labels, against the reader's (`reader_label`, by record id and
+    category), and on the pairs both agree on."""
+    missing = [(r.record_id, r.category) for r in scores if (r.record_id, r.category) not in reader_label]
     if missing:
         raise AgreementError(f"the report scored pairs the split does not have, e.g. {missing[:2]}")
+    theirs = [reader_label[r.record_id, r.category] for r in scores]
     return {"dataset": scores,
-            "reader": [ScoredPair(r.record_id, r.category, agreed[r.record_id, r.category], r.score) for r in scores],
-            "agreed": [r for r in scores if agreed[r.record_id, r.category] == r.label]}
+            "reader": [ScoredPair(r.record_id, r.category, y, r.score) for r, y in zip(scores, theirs, strict=True)],
+            "agreed": [r for r, y in zip(scores, theirs, strict=True) if y == r.label]}
 
 
 def _cells(s: dict[str, Any]) -> str:
@@ -142,7 +141,7 @@ def main(cfg: AgreeConfig) -> dict[str, Any]:
     except AgreementError as exc:
         raise SystemExit(f"agree: {exc}") from exc
     rows = reader_rows(records, reader)
-    agreed = {(r.record_id, r.category): r.score >= 0.5 for r in rows}
+    reader_label = {(r.record_id, r.category): r.score >= 0.5 for r in rows}
     result: dict[str, Any] = {"split": cfg.split, "reader": cfg.reader, "texts": len(records), "pairs": len(rows),
                               "pairs_agreed": sum((r.score >= 0.5) == r.label for r in rows),
                               "reader_vs_dataset": summary(rows, 0.5), "kappa": kappas(rows), "models": {}}
@@ -156,7 +155,7 @@ def main(cfg: AgreeConfig) -> dict[str, Any]:
     for folder in [p.strip() for p in cfg.reports.split(",") if p.strip()]:
         name = load(Path(folder))["name"]
         try:
-            views = model_rows(load_scores(Path(folder)), agreed)
+            views = model_rows(load_scores(Path(folder)), reader_label)
         except AgreementError as exc:
             raise SystemExit(f"agree: {folder}: {exc}") from exc
         result["models"][name] = {k: summary(v, cfg.threshold) for k, v in views.items()}

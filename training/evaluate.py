@@ -35,6 +35,12 @@ from training.metrics import ScoredPair, pick_threshold
 from training.pairs import expand
 from training.report import build_report, write_report
 
+REUSE_TOLERANCE = 1e-3
+"""Largest |score difference| allowed between a reused score and the same pair scored again. The same weights
+in fp32 on the same kind of CPU reproduce scores to ~1e-6 (every evaluation in docs/training.md serves fp32);
+bf16 serving moves a score by up to ~2e-3 with the batch it is computed in (seen in session 18's CI); two
+different adapters, or bf16 against fp32 serving, differ by 0.01-0.06 on many pairs of a few texts."""
+
 
 @dataclass(frozen=True, slots=True)
 class EvalConfig:
@@ -61,15 +67,9 @@ class EvalConfig:
                 "records it holds (matched by id; records must not have been edited) and score only the rest"})
     reuse_check: int = field(default=8, metadata={
         "help": "reused records scored again first; any pair off by more than --reuse-tolerance stops the run"})
-    reuse_tolerance: float = field(default=1e-3, metadata={
-        "help": "largest |difference| allowed between a reused score and the pair scored again (see REUSE_TOLERANCE)"})
-
-
-REUSE_TOLERANCE = 1e-3
-"""Largest |score difference| allowed between a reused score and the same pair scored again. The same weights
-in fp32 on the same kind of CPU reproduce scores to ~1e-6 (every evaluation in docs/training.md serves fp32);
-bf16 serving moves a score by up to ~2e-3 with the batch it is computed in (seen in session 18's CI); two
-different adapters, or bf16 against fp32 serving, differ by 0.01-0.06 on many pairs of a few texts."""
+    reuse_tolerance: float = field(default=REUSE_TOLERANCE, metadata={
+        "help": "largest |difference| allowed between a reused score and the pair scored again; the default suits "
+                "fp32 serving (bf16 moves a score by up to ~2e-3 with its batch)"})
 
 
 def prompt_digest(rec: dict[str, Any]) -> str:
@@ -101,7 +101,7 @@ def reusable(folder: Path, records: list[dict[str, Any]]) -> dict[str, list[Scor
 
 
 def check_reused(fresh: list[ScoredPair], reused: dict[str, list[ScoredPair]], folder: Path,
-                 tolerance: float = REUSE_TOLERANCE) -> float:
+                 tolerance: float) -> float:
     """Largest difference between freshly scored pairs and their reused scores; exits when it is too large."""
     old = {(r.record_id, r.category): r.score for rows in reused.values() for r in rows}
     worst = max((abs(r.score - old[(r.record_id, r.category)]) for r in fresh), default=0.0)

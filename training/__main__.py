@@ -1,4 +1,7 @@
-"""`python -m training <command>`: data build | train | average | export | publish | eval | compare | agree | quant."""
+"""`python -m training <command>`.
+
+data build | train | average | export | publish | eval | compare | agree | blend | quant.
+"""
 
 from __future__ import annotations
 
@@ -75,6 +78,12 @@ def cmd_agree(args: argparse.Namespace) -> None:
     main(from_namespace(AgreeConfig, args))
 
 
+def cmd_blend(args: argparse.Namespace) -> None:
+    from training.blend import BlendConfig, main
+
+    main(from_namespace(BlendConfig, args))
+
+
 def cmd_quant(args: argparse.Namespace) -> None:
     from training.quant_eval import QuantConfig, main
 
@@ -113,6 +122,8 @@ def main(argv: list[str] | None = None) -> None:
          "one comparison table from several eval/quant reports"),
         ("agree", "training.agreement", "AgreeConfig", cmd_agree,
          "a second reader's blind labels against the dataset's, and model reports against both"),
+        ("blend", "training.blend", "BlendConfig", cmd_blend,
+         "average several models' scores on one split into one report (a score-level ensemble)"),
         ("quant", "training.quant_eval", "QuantConfig", cmd_quant,
          "BF16 vs int8 PTQ vs int8 QAT (transformers on CPU; FP8 rows on a GPU)"),
     ):

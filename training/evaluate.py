@@ -8,8 +8,9 @@ one at `engine_url`, or a `LocalEngine` started on `model_dir` (or on the prepar
 
 When a split grows (a new data batch adds records to dev and test), `reuse_scores` points at the same
 model's report on the older split: its scores are reused for the records it holds, after a sample of them
-is scored again and must agree within `REUSE_TOLERANCE` (else the run stops: another model, engine dtype or
-machine), and only the new records are sent to the server. Every report keeps a digest of each record's judge
+is scored again and must agree within a tolerance set by the two runs' serving dtypes (`reuse_tolerance`; else
+the run stops: another model or machine; a known dtype mismatch stops it before a server starts), and only the
+new records are sent to the server. Every report keeps a digest of each record's judge
 prompts (`prompt_sha256`), so a record whose prompts changed since (an edited text, a new contract such as a
 change to `normalize_text`) is scored again instead of reused; a report older than the digests matches by id.
 """
@@ -36,10 +37,25 @@ from training.pairs import expand
 from training.report import build_report, write_report
 
 REUSE_TOLERANCE = 1e-3
-"""Largest |score difference| allowed between a reused score and the same pair scored again. The same weights
-in fp32 on the same kind of CPU reproduce scores to ~1e-6 (every evaluation in docs/training.md serves fp32);
-bf16 serving moves a score by up to ~2e-3 with the batch it is computed in (seen in session 18's CI); two
-different adapters, or bf16 against fp32 serving, differ by 0.01-0.06 on many pairs of a few texts."""
+"""Largest |score difference| allowed between a reused score and the same pair scored again when both runs serve
+fp32 (or a run does not know its dtype): the same weights in fp32 on the same kind of CPU reproduce scores to
+~1e-6 (every evaluation in docs/training.md serves fp32); two different adapters, or bf16 against fp32 serving,
+differ by 0.01-0.06 on many pairs of a few texts."""
+BF16_REUSE_TOLERANCE = 5e-3
+"""The same when either run serves bf16, which moves a score by up to ~2e-3 with the batch it is computed in
+(0.0018 seen in session 18's CI)."""
+KNOWN_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def reuse_tolerance(given: float, source_dtype: object, served_dtype: object) -> float:
+    """The tolerance for checking reused scores: `given` when set (> 0), else by the two runs' serving dtypes.
+    Exits when both dtypes are known and differ: such scores never reproduce, whatever the tolerance."""
+    if source_dtype in KNOWN_DTYPES and served_dtype in KNOWN_DTYPES and source_dtype != served_dtype:
+        raise SystemExit(f"eval: the reused scores were served in {source_dtype} and this run serves {served_dtype}; "
+                         f"serve {source_dtype} (--engine-dtype) or score the whole split (no --reuse-scores)")
+    if given > 0:
+        return given
+    return BF16_REUSE_TOLERANCE if "bfloat16" in (source_dtype, served_dtype) else REUSE_TOLERANCE
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,15 +77,16 @@ class EvalConfig:
     every: int = field(default=1, metadata={"help": "score every N-th record (a deterministic subset)"})
     limit: int = field(default=0, metadata={"help": "score only the first N records after `every` (0 = all)"})
     engine_dtype: EngineDtype = field(default="auto", metadata={
-        "help": "dtype of the local server: auto (bf16 where the CPU multiplies bf16, else fp32), bfloat16, float32"})
+        "help": "dtype of the local server: auto (bf16 where the CPU multiplies bf16, else fp32), bfloat16, float32; "
+                "with engine_url, what that server serves (recorded; auto = not known)"})
     reuse_scores: Path | None = field(default=None, metadata={
         "help": "a report folder of the same model on an older version of the split: reuse its scores for the "
                 "records it holds (matched by id; records must not have been edited) and score only the rest"})
     reuse_check: int = field(default=8, metadata={
         "help": "reused records scored again first; any pair off by more than --reuse-tolerance stops the run"})
-    reuse_tolerance: float = field(default=REUSE_TOLERANCE, metadata={
-        "help": "largest |difference| allowed between a reused score and the pair scored again; the default suits "
-                "fp32 serving (bf16 moves a score by up to ~2e-3 with its batch)"})
+    reuse_tolerance: float = field(default=0.0, metadata={
+        "help": "largest |difference| allowed between a reused score and the pair scored again; 0 = by the serving "
+                f"dtypes: {REUSE_TOLERANCE} for fp32, {BF16_REUSE_TOLERANCE} when either run served bf16"})
 
 
 def prompt_digest(rec: dict[str, Any]) -> str:
@@ -164,7 +181,7 @@ def main(cfg: EvalConfig) -> dict[str, Any]:
     reused = reusable(source, records) if source else {}
     engine = None
     url = cfg.engine_url
-    served_dtype = "as the server at engine_url runs"
+    served_dtype: str = cfg.engine_dtype if cfg.engine_dtype != "auto" else "as the server at engine_url runs"
     if not url:
         from inference.engine_config import EngineConfig
         from inference.launcher import LocalEngine
@@ -179,6 +196,12 @@ def main(cfg: EvalConfig) -> dict[str, Any]:
         engine_cfg = EngineConfig(model=str(folder), served_model_name=name, dtype=cfg.engine_dtype)
         served_dtype = engine_cfg.resolved_dtype("cpu")
         engine = LocalEngine(engine_cfg, log_path=Path(cfg.out_dir) / "engine.log")
+    tolerance = 0.0
+    if source and reused:  # before a server starts: a dtype mismatch is refused at once
+        source_report = source / "report.json"
+        source_dtype = load(source_report).get("engine_dtype") if source_report.is_file() else None
+        tolerance = reuse_tolerance(cfg.reuse_tolerance, source_dtype, served_dtype)
+    if engine is not None:
         url = engine.start()
     reuse_note: dict[str, Any] = {}
     try:
@@ -189,12 +212,12 @@ def main(cfg: EvalConfig) -> dict[str, Any]:
             picked = set(ids[::max(1, len(ids) // cfg.reuse_check)][:cfg.reuse_check])
             sample = [r for r in records if r["id"] in picked]
             fresh, _ = score_records(url, model, sample, concurrency=cfg.concurrency)
-            worst = check_reused(fresh, reused, source, cfg.reuse_tolerance)
-            source_report = source / "report.json"
+            worst = check_reused(fresh, reused, source, tolerance)
             source_invalid = load(source_report).get("invalid_outputs") if source_report.is_file() else None
             # invalid_outputs below counts the newly scored records; the source report's count is kept here
             reuse_note = {"reused_scores": {"from": str(source), "records": len(reused),
                                             "checked_records": len(sample), "max_abs_diff": worst,
+                                            "tolerance": tolerance,
                                             "source_invalid_outputs": source_invalid}}
             print(f"eval: reusing {len(reused)} records' scores from {source} "
                   f"({len(sample)} re-scored, max difference {worst:.2g}); scoring {len(records) - len(reused)}",

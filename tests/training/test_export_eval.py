@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
 
 import httpx
 import pytest
 import torch
 
 from inference.contract import score_from_logprobs
+from inference.engine_config import EngineDtype
 from inference.launcher import LocalEngine
 from training.compare import load_scores
 from training.dataset import DATA_DIR, read_jsonl
-from training.evaluate import REUSE_TOLERANCE, EvalConfig, prompt_digest, reusable
+from training.evaluate import (
+    BF16_REUSE_TOLERANCE,
+    REUSE_TOLERANCE,
+    EvalConfig,
+    prompt_digest,
+    reusable,
+    reuse_tolerance,
+)
 from training.evaluate import main as eval_main
 from training.export import FP8_MAX, ExportConfig, export, fp8_quantization_config, fp8_quantize
 from training.modeling import load_model, load_tokenizer, score_prompts
@@ -73,16 +82,19 @@ def test_eval_through_vllm_writes_the_report(export_engine: LocalEngine, tmp_pat
 def test_eval_of_a_grown_split_reuses_scores_only_when_they_reproduce(export_engine: LocalEngine,
                                                                       tmp_path: Path) -> None:
     url = export_engine.url
+    # the test engine serves bf16 where the CPU multiplies bf16 (else fp32); stated, so the reports record it
+    dtype = cast(EngineDtype, export_engine.config.resolved_dtype("cpu"))
     old = tmp_path / "old"
-    eval_main(EvalConfig(engine_url=url, out_dir=old, every=16, limit=6))
+    assert eval_main(EvalConfig(engine_url=url, out_dir=old, every=16, limit=6, engine_dtype=dtype))[
+        "engine_dtype"] == dtype
     # records[::8][:12] holds the 6 records above plus 6 new ones
-    # the test engine serves bf16 where the CPU has it, and bf16 moves a score by up to ~2e-3 with its batch
-    # (a CI run saw 0.0018); the 1e-3 default is for the fp32 serving every real evaluation uses
-    tolerance = 5 * REUSE_TOLERANCE
     grown = eval_main(EvalConfig(engine_url=url, out_dir=tmp_path / "grown", every=8, limit=12,
-                                 reuse_scores=old, reuse_check=2, reuse_tolerance=tolerance))
+                                 reuse_scores=old, reuse_check=2, engine_dtype=dtype))
     assert grown["texts"] == 12
     info = grown["reused_scores"]
+    # bf16 moves a score by up to ~2e-3 with its batch (a CI run saw 0.0018): its tolerance is the looser one
+    tolerance = BF16_REUSE_TOLERANCE if dtype == "bfloat16" else REUSE_TOLERANCE
+    assert info["tolerance"] == tolerance
     assert (info["records"], info["checked_records"]) == (6, 2) and info["max_abs_diff"] <= tolerance
     assert info["source_invalid_outputs"] == json.loads((old / "report.json").read_text())["invalid_outputs"]
     before = {(r.record_id, r.category): r.score for r in load_scores(old)}
@@ -98,8 +110,33 @@ def test_eval_of_a_grown_split_reuses_scores_only_when_they_reproduce(export_eng
                                                 for r in rows))
     with pytest.raises(SystemExit, match="not this model's"):
         eval_main(EvalConfig(engine_url=url, out_dir=tmp_path / "refused", every=8, limit=12,
-                             reuse_scores=other, reuse_check=1, reuse_tolerance=tolerance))
+                             reuse_scores=other, reuse_check=1, engine_dtype=dtype))
     assert not (tmp_path / "refused" / "report.json").exists()
+
+
+def test_reuse_tolerance_follows_the_serving_dtypes() -> None:
+    assert reuse_tolerance(0.0, "float32", "float32") == REUSE_TOLERANCE
+    assert reuse_tolerance(0.0, "bfloat16", "bfloat16") == BF16_REUSE_TOLERANCE
+    # a run that does not know its server's dtype (engine_url, auto) is checked by the source's
+    assert reuse_tolerance(0.0, "bfloat16", "as the server at engine_url runs") == BF16_REUSE_TOLERANCE
+    assert reuse_tolerance(0.0, None, "as the server at engine_url runs") == REUSE_TOLERANCE
+    assert reuse_tolerance(0.02, "float32", "float32") == 0.02  # given explicitly
+    with pytest.raises(SystemExit, match="served in bfloat16 and this run serves float32"):
+        reuse_tolerance(0.02, "bfloat16", "float32")
+
+
+def test_a_dtype_mismatch_is_refused_before_any_server_starts(tmp_path: Path) -> None:
+    recs = read_jsonl(DATA_DIR / "splits" / "dev.jsonl")[:2]
+    rows = [{"record_id": p.record_id, "category": p.category.id, "label": p.label, "score": 0.25}
+            for rec in recs for p in expand(rec)]
+    (tmp_path / "scores.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "report.json").write_text(json.dumps({"engine_dtype": "bfloat16", "prompt_sha256": {
+        r["id"]: prompt_digest(r) for r in recs}}))
+    (tmp_path / "split.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))
+    # a model folder that does not exist: had a server been started, the error would be another one
+    with pytest.raises(SystemExit, match="served in bfloat16 and this run serves float32"):
+        eval_main(EvalConfig(data=tmp_path / "split.jsonl", model_dir=str(tmp_path / "no-model"),
+                             engine_dtype="float32", reuse_scores=tmp_path, out_dir=tmp_path / "out"))
 
 
 def test_reused_scores_need_the_same_judge_prompts(tmp_path: Path) -> None:

@@ -243,7 +243,8 @@ def main(cfg: EvalConfig) -> dict[str, Any]:
                               "model": model,
                               "data": str(cfg.data), "invalid_outputs": invalid, "seconds": secs,
                               **note, **reuse_note,
-                              "prompt_sha256": {rec["id"]: prompt_digest(rec) for rec in records}})
+                              "prompt_sha256": {rec["id"]: prompt_digest(rec) for rec in records}},
+                       tags={rec["id"]: rec.get("tags") or [] for rec in records})
     write_report(rows, rep, Path(cfg.out_dir))
     print(json.dumps({"name": rep["name"], "f1": rep["overall"]["f1"], "macro_f1": rep["macro_f1"],
                       "benign_fpr": rep["benign_fpr"], "best_f1_threshold": rep["best_f1_threshold"],

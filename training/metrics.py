@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,6 +148,29 @@ def summary(rows: Sequence[ScoredPair], threshold: float) -> dict[str, object]:
             "benign_texts": n_benign, "harmful_caught": round(caught / n_harmful if n_harmful else 0.0, 4),
             "harmful_flagged": caught, "harmful_texts": n_harmful, "pair_errors": _errors_of(tallies),
             "categories": {c: k.as_dict() for c, k in cats.items()}}
+
+
+UNTAGGED = "(no tag)"
+
+
+def by_tag(rows: Sequence[ScoredPair], tags: Mapping[str, Sequence[str]], threshold: float
+           ) -> dict[str, dict[str, Any]]:
+    """The headline numbers on the texts of each tag (a text counts under every tag it has; texts without any
+    under `UNTAGGED`), largest group first: which kinds of text the judge gets wrong. Texts `tags` does not
+    know are left out."""
+    groups: dict[str, list[ScoredPair]] = {}
+    for r in rows:
+        if r.record_id in tags:
+            for t in dict.fromkeys(tags[r.record_id] or [UNTAGGED]):
+                groups.setdefault(t, []).append(r)
+    out: list[tuple[int, str, dict[str, Any]]] = []
+    for t, group in groups.items():
+        s = summary(group, threshold)
+        texts = len({r.record_id for r in group})
+        out.append((texts, t, {"texts": texts, "pairs": len(group), **{
+            k: s[k] for k in ("overall", "benign_fpr", "benign_flagged", "benign_texts", "harmful_caught",
+                              "harmful_flagged", "harmful_texts", "pair_errors")}}))
+    return {t: g for _, t, g in sorted(out, key=lambda x: (-x[0], x[1]))}
 
 
 def cohen_kappa(a: Sequence[bool], b: Sequence[bool]) -> float:

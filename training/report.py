@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ from training.metrics import (
     ScoredPair,
     average_precision,
     bootstrap_ci,
+    by_tag,
     calibration,
     pr_curve,
     summary,
@@ -21,10 +22,11 @@ SWEEP = tuple(round(0.05 * i, 2) for i in range(1, 20))
 CI_RESAMPLES = 2000
 
 
-def build_report(rows: Sequence[ScoredPair], *, name: str, threshold: float, extra: dict[str, Any] | None = None
-                 ) -> dict[str, Any]:
+def build_report(rows: Sequence[ScoredPair], *, name: str, threshold: float, extra: dict[str, Any] | None = None,
+                 tags: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
     """The report dictionary: summary at `threshold` with 95% bootstrap intervals, AP per category, sweep,
-    best-F1 threshold, calibration (reliability bins, ECE, Brier)."""
+    best-F1 threshold, calibration (reliability bins, ECE, Brier) and, given each record's `tags`, the numbers
+    per tag."""
     sweep = threshold_sweep(rows, SWEEP)
     best = max(sweep, key=lambda r: (r["f1"], -abs(r["threshold"] - 0.5)))
     cats = sorted({r.category for r in rows}, key=[r.category for r in rows].index)
@@ -33,7 +35,8 @@ def build_report(rows: Sequence[ScoredPair], *, name: str, threshold: float, ext
     ci = bootstrap_ci(rows, threshold, resamples=CI_RESAMPLES) if rows else None  # none when nothing was scored
     return {"name": name, **summary(rows, threshold), "ci95": ci, "average_precision": ap, "sweep": sweep,
             "best_f1_threshold": best["threshold"], "calibration": calibration(rows), "pairs": len(rows),
-            "texts": len({r.record_id for r in rows}), **(extra or {})}
+            "texts": len({r.record_id for r in rows}),
+            **({"by_tag": by_tag(rows, tags, threshold)} if tags is not None else {}), **(extra or {})}
 
 
 def ci_line(rep: dict[str, Any]) -> list[str]:
@@ -59,6 +62,27 @@ def calibration_lines(rep: dict[str, Any]) -> list[str]:
         close = "]" if b["hi"] == 1.0 else ")"
         lines.append(f"| [{b['lo']:.2f}, {b['hi']:.2f}{close} | {b['pairs']} | {b['mean_score']:.3f} | "
                      f"{b['positive_share']:.3f} |")
+    return lines
+
+
+def tag_lines(rep: dict[str, Any]) -> list[str]:
+    """The by-tag section (none for reports built without the records' tags)."""
+    tags = rep.get("by_tag")
+    if not tags:
+        return []
+    lines = ["", "## By tag", "",
+             "A text counts under every tag it has. Benign FPR and harmful caught count texts, as above; F1 is "
+             "over the tag's pairs (— where none is a violation).", "",
+             "| tag | texts | F1 | benign FPR | harmful caught | missed / safe-text / wrong-category |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for t, g in tags.items():
+        e = g["pair_errors"]
+        fpr = f"{g['benign_fpr']:.1%} ({g['benign_flagged']}/{g['benign_texts']})" if g["benign_texts"] else "—"
+        caught = (f"{g['harmful_caught']:.1%} ({g['harmful_flagged']}/{g['harmful_texts']})"
+                  if g["harmful_texts"] else "—")
+        f1 = f"{g['overall']['f1']:.3f}" if g["overall"]["support"] else "—"  # no violation to find
+        lines.append(f"| `{t}` | {g['texts']} | {f1} | {fpr} | {caught} | "
+                     f"{e['missed']} / {e['safe_text_flags']} / {e['wrong_category_flags']} |")
     return lines
 
 
@@ -92,6 +116,7 @@ def markdown(rep: dict[str, Any]) -> str:
         caught = f"{r['harmful_caught']:.1%}" if "harmful_caught" in r else "—"
         lines.append(f"| {r['threshold']:.2f} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | "
                      f"{r['macro_f1']:.3f} | {r['benign_fpr']:.1%} | {caught} |")
+    lines += tag_lines(rep)
     lines += calibration_lines(rep)
     for key in ("engine", "model", "invalid_outputs", "seconds", "note"):
         if key in rep:

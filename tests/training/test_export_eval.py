@@ -72,6 +72,10 @@ def test_eval_through_vllm_writes_the_report(export_engine: LocalEngine, tmp_pat
         assert (tmp_path / f).stat().st_size > 0
     assert (tmp_path / "pr_curve.png").read_bytes()[:4] == b"\x89PNG"
     assert "| `violence` |" in (tmp_path / "report.md").read_text()
+    # the split's tags give the by-tag section: every scored text under each of its tags (or "(no tag)")
+    records = read_jsonl(DATA_DIR / "splits" / "test.jsonl")[::16][:12]
+    assert sum(g["texts"] for g in rep["by_tag"].values()) == sum(len(set(r["tags"]) or {0}) for r in records)
+    assert "## By tag" in (tmp_path / "report.md").read_text()
     assert len(rep["sweep"]) == 19
     # every scored pair lands in exactly one calibration bin, and the report shows the bins
     assert sum(b["pairs"] for b in rep["calibration"]["bins"]) == rep["pairs"]

@@ -13,6 +13,7 @@ from training.metrics import (
     average_precision,
     benign_fpr,
     bootstrap_ci,
+    by_tag,
     calibration,
     confusion,
     harmful_caught,
@@ -241,3 +242,38 @@ def test_calibration_rejects_bad_edges_and_scores_outside_them() -> None:
     with pytest.raises(ValueError, match="outside"):
         calibration(rows, edges=(0.0, 0.5))
     assert calibration([]) == {"bins": [], "ece": 0.0, "brier": 0.0}
+
+
+def test_by_tag_counts_each_text_under_every_tag_it_has() -> None:
+    rows = [
+        ScoredPair("a", "violence", True, 0.9), ScoredPair("a", "sexual", False, 0.1),   # caught
+        ScoredPair("b", "violence", True, 0.2), ScoredPair("b", "sexual", False, 0.7),   # missed, wrong category
+        ScoredPair("c", "violence", False, 0.6), ScoredPair("c", "sexual", False, 0.0),  # a safe text flagged
+        ScoredPair("d", "violence", False, 0.1), ScoredPair("d", "sexual", False, 0.2),  # untagged, fine
+        ScoredPair("e", "violence", True, 0.9), ScoredPair("e", "sexual", False, 0.0),   # tags do not know it
+    ]
+    tags = {"a": ["dialect"], "b": ["obfuscated", "dialect"], "c": ["obfuscated", "obfuscated"], "d": []}
+    got = by_tag(rows, tags, 0.5)
+    assert list(got) == ["dialect", "obfuscated", "(no tag)"]  # two texts each (name order), then one
+    ob = got["obfuscated"]
+    assert (ob["texts"], ob["pairs"]) == (2, 4)  # c's repeated tag counts once
+    assert (ob["benign_flagged"], ob["benign_texts"], ob["harmful_flagged"], ob["harmful_texts"]) == (1, 1, 1, 1)
+    assert ob["pair_errors"] == {"missed": 1, "safe_text_flags": 1, "wrong_category_flags": 1}
+    assert ob["overall"]["tp"] == 0 and ob["overall"]["f1"] == 0.0
+    di = got["dialect"]
+    assert (di["overall"]["tp"], di["overall"]["fp"], di["overall"]["fn"]) == (1, 1, 1)
+    assert di["overall"]["f1"] == pytest.approx(0.5) and di["benign_texts"] == 0
+    assert got["(no tag)"]["benign_fpr"] == 0.0 and got["(no tag)"]["texts"] == 1
+    assert sum(g["texts"] for g in got.values()) == 5  # b counted twice, e not at all
+
+
+def test_a_report_built_with_tags_shows_them_and_one_without_does_not() -> None:
+    from training.report import build_report, markdown
+
+    rows = [ScoredPair("a", "violence", True, 0.9), ScoredPair("b", "violence", False, 0.6)]
+    with_tags = build_report(rows, name="m", threshold=0.5, tags={"a": ["dialect"], "b": ["fiction"]})
+    assert set(with_tags["by_tag"]) == {"dialect", "fiction"}
+    md = markdown(with_tags)
+    assert "## By tag" in md and "| `fiction` | 1 | — | 100.0% (1/1) | — | 0 / 1 / 0 |" in md  # nothing to find
+    assert "| `dialect` | 1 | 1.000 | — | 100.0% (1/1) | 0 / 0 / 0 |" in md
+    assert "## By tag" not in markdown(build_report(rows, name="m", threshold=0.5))

@@ -1,6 +1,6 @@
 """`python -m training <command>`.
 
-data build | train | average | export | publish | eval | compare | agree | blend | quant.
+data build | data augment | train | average | export | publish | eval | compare | agree | blend | quant.
 """
 
 from __future__ import annotations
@@ -33,6 +33,12 @@ def cmd_data_build(args: argparse.Namespace) -> None:
         for e in res.invalid:
             print(f"  {e}")
     print(f"wrote {cfg.out_dir / 'splits'} and {cfg.out_dir / 'README.md'}")
+
+
+def cmd_data_augment(args: argparse.Namespace) -> None:
+    from training.augment import AugmentConfig, main
+
+    main(from_namespace(AugmentConfig, args))
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -104,6 +110,9 @@ def main(argv: list[str] | None = None) -> None:
     b = data.add_parser("build", help="validate, de-duplicate, split 80/10/10, write the dataset card")
     add_dataclass_args(b, _lazy("training.dataset", "DataConfig"))
     b.set_defaults(fn=cmd_data_build)
+    a = data.add_parser("augment", help="a split plus kana/romaji re-spellings of a share of its short inputs")
+    add_dataclass_args(a, _lazy("training.augment", "AugmentConfig"))
+    a.set_defaults(fn=cmd_data_augment)
     t = sub.add_parser("train", help="fine-tune (LoRA or full) with the serving prompt; checkpoints, --resume")
     t.add_argument("--preset", choices=sorted(PRESETS), default="gemma-3-270m-cpu", help="defaults for a model size")
     add_dataclass_args(t, TrainConfig)

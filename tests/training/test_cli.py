@@ -10,8 +10,8 @@ from training.__main__ import main
 from training.config import TrainConfig, train_config
 
 
-@pytest.mark.parametrize("argv", [["data", "build"], ["train"], ["export"], ["publish"], ["eval"], ["compare"],
-                                  ["agree"], ["blend"], ["quant"]])
+@pytest.mark.parametrize("argv", [["data", "build"], ["data", "augment"], ["train"], ["export"], ["publish"], ["eval"],
+                                  ["compare"], ["agree"], ["blend"], ["quant"]])
 def test_every_subcommand_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as ei:
         main([*argv, "--help"])

@@ -10,7 +10,11 @@ are varied as often as harmful ones, so the spelling itself says nothing about t
 Readings come from pykakasi's dictionary, so a kanji with several readings is sometimes read wrongly; that is
 noise a reader of such text meets too. The variants are the team's texts re-spelled by a program, not new
 writing, and are documented as such (training/data/SCHEMA.md). Only training runs use them: dev and test keep
-the team's own obfuscated texts.
+the team's own obfuscated texts, and the output never replaces the split it was made from.
+
+What it bought (session 19, docs/training.md): nothing for the 270M — with 497 or 1,656 re-spellings in a
+150-step continuation, the obfuscated harmful dev texts caught stayed at 31 and 29 of 47 (the default: 31)
+and the loss on the re-spelled texts stayed high. It is kept for larger models, which can learn to read them.
 """
 
 from __future__ import annotations
@@ -99,6 +103,9 @@ def variants(records: Sequence[dict[str, Any]], *, share: float, max_chars: int,
 def main(cfg: AugmentConfig) -> list[dict[str, Any]]:
     if cfg.out is None:
         raise SystemExit("augment: give --out FILE.jsonl (the split's records and their variants are written there)")
+    if Path(cfg.out).resolve() == Path(cfg.data).resolve():
+        raise SystemExit("augment: --out must not be the split itself; write a training-run file "
+                         "(e.g. training/runs/NAME/train.jsonl) and pass it to `train --train-file`")
     records = read_jsonl(cfg.data)
     extra = variants(records, share=cfg.share, max_chars=cfg.max_chars, seed=cfg.seed)
     write_jsonl(cfg.out, [*records, *extra])

@@ -83,6 +83,9 @@ def main(cfg: BlendConfig) -> dict[str, Any]:
         raise SystemExit("blend: give --reports a,b[,c...] (two or more report folders)")
     if cfg.out_dir is None:
         raise SystemExit("blend: give --out-dir FOLDER for the blended report")
+    for f in folders:
+        if not (f / "report.json").is_file() or not (f / "scores.jsonl").is_file():
+            raise SystemExit(f"blend: {f} is not a report folder (it needs report.json and scores.jsonl)")
     reports = [load(f) for f in folders]
     try:
         weights = parse_weights(cfg.weights, len(folders))

@@ -62,5 +62,8 @@ def test_cli_writes_the_records_then_their_variants(tmp_path: Path) -> None:
     assert len(rows) > 60 and all("~" in r["id"] for r in rows[60:])
     with pytest.raises(SystemExit, match="--out"):
         cli(["data", "augment", "--data", str(src)])
+    with pytest.raises(SystemExit, match="must not be the split itself"):
+        cli(["data", "augment", "--data", str(src), "--out", str(src)])
+    assert len(read_jsonl(src)) == 60  # the split is untouched
     with pytest.raises(SystemExit, match="share must be in"):
         cli(["data", "augment", "--data", str(src), "--out", str(out), "--share", "1.5"])

@@ -75,5 +75,7 @@ def test_cli_refuses_without_two_reports_or_an_output(tmp_path: Path) -> None:
         cli(["blend", "--reports", str(a), "--out-dir", str(tmp_path / "o")])
     with pytest.raises(SystemExit, match="--out-dir"):
         cli(["blend", "--reports", f"{a},{a}"])
+    with pytest.raises(SystemExit, match=r"blend: .*missing is not a report folder"):
+        cli(["blend", "--reports", f"{a},{tmp_path / 'missing'}", "--out-dir", str(tmp_path / "o")])
     with pytest.raises(SystemExit, match="3 weights for 2"):
         cli(["blend", "--reports", f"{a},{a}", "--weights", "1,1,1", "--out-dir", str(tmp_path / "o")])

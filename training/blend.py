@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from training.compare import load, load_scores
-from training.metrics import ScoredPair
+from training.metrics import ScoredPair, pair_mismatch
 from training.report import build_report, write_report
 
 
@@ -56,21 +56,12 @@ def blend(members: Sequence[Sequence[ScoredPair]], weights: Sequence[float]) -> 
     same pairs with the same labels."""
     if not members:
         raise BlendError("nothing to blend")
-    first = {(r.record_id, r.category): r.label for r in members[0]}
-    if len(first) != len(members[0]):
-        raise BlendError("member 1 holds a pair more than once")
-    for i, rows in enumerate(members[1:], start=2):
-        mine = {(r.record_id, r.category): r.label for r in rows}
-        if len(mine) != len(rows):
+    for i, rows in enumerate(members, start=1):
+        if len({(r.record_id, r.category) for r in rows}) != len(rows):
             raise BlendError(f"member {i} holds a pair more than once")
-        if mine.keys() != first.keys():
-            only = sorted(mine.keys() ^ first.keys())[0]
-            raise BlendError(f"member {i} and member 1 hold different pairs (e.g. {only[0]} / {only[1]}): "
-                             "blend reports of one split only")
-        wrong = next((k for k, v in mine.items() if first[k] != v), None)
-        if wrong is not None:
-            raise BlendError(f"member {i} labels {wrong[0]} / {wrong[1]} differently from member 1: "
-                             "the reports were scored on different versions of the split")
+        if i > 1 and (why := pair_mismatch(members[0], rows)):
+            raise BlendError(f"member {i} and member 1 cannot be blended: {why}; blend reports of one version of "
+                             "one split only")
     scores = [{(r.record_id, r.category): r.score for r in rows} for rows in members]
     return [ScoredPair(r.record_id, r.category, r.label,
                        sum(w * s[(r.record_id, r.category)] for w, s in zip(weights, scores, strict=True)))

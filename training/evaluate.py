@@ -179,6 +179,7 @@ def main(cfg: EvalConfig) -> dict[str, Any]:
     if source and cfg.reuse_check < 1:
         raise SystemExit("eval: --reuse-check must be at least 1 (reused scores are always checked)")
     reused = reusable(source, records) if source else {}
+    source_meta = load(source / "report.json") if source and (source / "report.json").is_file() else {}
     engine = None
     url = cfg.engine_url
     served_dtype: str = cfg.engine_dtype if cfg.engine_dtype != "auto" else "as the server at engine_url runs"
@@ -198,9 +199,7 @@ def main(cfg: EvalConfig) -> dict[str, Any]:
         engine = LocalEngine(engine_cfg, log_path=Path(cfg.out_dir) / "engine.log")
     tolerance = 0.0
     if source and reused:  # before a server starts: a dtype mismatch is refused at once
-        source_report = source / "report.json"
-        source_dtype = load(source_report).get("engine_dtype") if source_report.is_file() else None
-        tolerance = reuse_tolerance(cfg.reuse_tolerance, source_dtype, served_dtype)
+        tolerance = reuse_tolerance(cfg.reuse_tolerance, source_meta.get("engine_dtype"), served_dtype)
     if engine is not None:
         url = engine.start()
     reuse_note: dict[str, Any] = {}
@@ -213,12 +212,11 @@ def main(cfg: EvalConfig) -> dict[str, Any]:
             sample = [r for r in records if r["id"] in picked]
             fresh, _ = score_records(url, model, sample, concurrency=cfg.concurrency)
             worst = check_reused(fresh, reused, source, tolerance)
-            source_invalid = load(source_report).get("invalid_outputs") if source_report.is_file() else None
             # invalid_outputs below counts the newly scored records; the source report's count is kept here
             reuse_note = {"reused_scores": {"from": str(source), "records": len(reused),
                                             "checked_records": len(sample), "max_abs_diff": worst,
                                             "tolerance": tolerance,
-                                            "source_invalid_outputs": source_invalid}}
+                                            "source_invalid_outputs": source_meta.get("invalid_outputs")}}
             print(f"eval: reusing {len(reused)} records' scores from {source} "
                   f"({len(sample)} re-scored, max difference {worst:.2g}); scoring {len(records) - len(reused)}",
                   flush=True)

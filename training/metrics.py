@@ -366,6 +366,22 @@ def bootstrap_ci(rows: Sequence[ScoredPair], threshold: float, *, resamples: int
     return {s: _interval(v, level) for s, v in draws.items()}
 
 
+def pair_mismatch(a: Iterable[ScoredPair], b: Iterable[ScoredPair]) -> str | None:
+    """Why `a` and `b` cannot be put side by side pair by pair — they judge different (text, category) pairs, or
+    label one differently — with an example; None when they can."""
+    la = {(r.record_id, r.category): r.label for r in a}
+    lb = {(r.record_id, r.category): r.label for r in b}
+    if la.keys() != lb.keys():
+        diff = la.keys() ^ lb.keys()
+        rid, cat = min(diff)
+        return f"they hold different pairs, {len({k[0] for k in diff})} texts differ (e.g. {rid} / {cat})"
+    wrong = sorted(k for k, y in la.items() if lb[k] != y)
+    if wrong:
+        return (f"{len({k[0] for k in wrong})} texts differ in their labels "
+                f"(e.g. one labels {wrong[0][0]} / {wrong[0][1]} differently)")
+    return None
+
+
 def paired_bootstrap(a: Sequence[ScoredPair], a_threshold: float, b: Sequence[ScoredPair], b_threshold: float, *,
                      resamples: int = 2000, seed: int = 0, level: float = 0.95) -> dict[str, dict[str, float]]:
     """B minus A on the same texts: the difference, its percentile interval, and the shares of resamples
@@ -374,11 +390,8 @@ def paired_bootstrap(a: Sequence[ScoredPair], a_threshold: float, b: Sequence[Sc
     Raises:
         ValueError: the two sets judge different texts, categories or gold labels.
     """
-    gold_a = {(r.record_id, r.category, r.label) for r in a}
-    gold_b = {(r.record_id, r.category, r.label) for r in b}
-    if gold_a != gold_b:
-        ids = {g[0] for g in gold_a ^ gold_b}
-        raise ValueError(f"paired comparison needs the same texts, categories and labels: {len(ids)} texts differ")
+    if why := pair_mismatch(a, b):
+        raise ValueError(f"paired comparison needs the same texts, categories and labels: {why}")
     ta, tb = text_tallies(a, a_threshold), text_tallies(b, b_threshold)
     ids_list = list(ta)
     _check_resampling(len(ids_list), resamples, level)
